@@ -69,6 +69,15 @@ public interface IBackend : IDisposable
     void CopyStrided(DeviceBuffer src, long srcOffset, ReadOnlySpan<long> srcStrides,
         DeviceBuffer dst, long dstOffset, ReadOnlySpan<long> dstStrides, ReadOnlySpan<int> shape);
 
+    /// <summary>y[i] = alpha * x[i] + beta * y[i] (the fused update of optimizers, EMA and samplers).</summary>
+    void Axpby(DeviceBuffer x, DeviceBuffer y, long count, double alpha, double beta);
+
+    /// <summary>
+    /// One Adam/AdamW step on a parameter buffer (Kingma and Ba 2015, Algorithm 1; Loshchilov and
+    /// Hutter 2019 for the decoupled weight decay), moments m and v updated in place.
+    /// </summary>
+    void AdamUpdate(DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v, long count, AdamStep step);
+
     /// <summary>
     /// Fills the buffer from the Philox4x32-10 stream (seed, counter offset): element e uses block
     /// <c>offset + e / 4</c>, lane <c>e % 4</c>, so any backend and thread count give the same numbers.

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using DiffusionCore.Kernels.Elementwise;
 using DiffusionCore.Kernels.Gemm;
 using DiffusionCore.Kernels.Memory;
+using DiffusionCore.Kernels.Optim;
 using DiffusionCore.Kernels.Random;
 
 namespace DiffusionCore.Kernels.Cpu;
@@ -193,6 +194,24 @@ public sealed partial class CpuBackend : IBackend
         var b = Own(dst, "FillRandom");
         if (b.DType == DType.Float32) PhiloxCpu.Fill(b.Float32Array, b.Length, distribution, seed, blockOffset);
         else PhiloxCpu.Fill(b.Float64Array, b.Length, distribution, seed, blockOffset);
+    }
+
+    /// <inheritdoc />
+    public void Axpby(DeviceBuffer x, DeviceBuffer y, long count, double alpha, double beta)
+    {
+        var (bx, by) = Pair("Axpby", x, y, count);
+        if (bx.DType == DType.Float32) OptimCpu.Axpby(bx.Float32Array, by.Float32Array, count, (float)alpha, (float)beta);
+        else OptimCpu.Axpby(bx.Float64Array, by.Float64Array, count, alpha, beta);
+    }
+
+    /// <inheritdoc />
+    public void AdamUpdate(DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v, long count, AdamStep step)
+    {
+        var (bp, bg) = Pair("AdamUpdate", param, grad, count);
+        var (bm, bv) = Pair("AdamUpdate", m, v, count);
+        SameType("AdamUpdate", bp, bm);
+        if (bp.DType == DType.Float32) OptimCpu.Adam(bp.Float32Array, bg.Float32Array, bm.Float32Array, bv.Float32Array, count, step);
+        else OptimCpu.Adam(bp.Float64Array, bg.Float64Array, bm.Float64Array, bv.Float64Array, count, step);
     }
 
     /// <summary>Drops idle pooled arrays.</summary>
