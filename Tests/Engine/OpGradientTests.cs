@@ -45,7 +45,7 @@ public class OpGradientTests
         yield return new("Pow 1.5", [m], x => Ops.Pow(x[0], 1.5), Positive);
         yield return new("Affine", [m], x => Ops.Affine(x[0], -1.5, 0.25), Linear: true);
         yield return new("Clamp", [m], x => Ops.Clamp(x[0], -0.5, 0.5) * x[0], u => Math.Abs(Math.Abs(u) - 0.5) < 0.05 ? u + 0.1 : u);
-        yield return new("Where", [m, m, m], x => Ops.Where(Ops.Greater(x[0], Tensor.Zeros([], Kernels.DType.Float64)), x[1] * x[1], x[2] * x[0]));
+        yield return new("Where", [m, m, m], x => Ops.Where(Ops.Greater(x[0], Tensor.Zeros([], DiffusionCore.Kernels.DType.Float64)), x[1] * x[1], x[2] * x[0]));
         yield return new("Sum all", [m], x => Ops.Sum(x[0] * x[0]));
         yield return new("Sum axes keepdim", [[2, 3, 4]], x => Ops.Sum(x[0] * x[0], [0, 2], keepDim: true));
         yield return new("Sum axis", [[2, 3, 4]], x => Ops.Sum(x[0] * x[0], [1]));
