@@ -1,4 +1,10 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using DiffusionCore.Kernels.Cpu;
+using static DiffusionCore.Kernels.Gemm.GemmMicroKernel;
 
 namespace DiffusionCore.Kernels.Gemm;
 
@@ -6,17 +12,63 @@ namespace DiffusionCore.Kernels.Gemm;
 /// Row-major GEMM on the CPU: C = alpha * op(A) * op(B) + beta * C, op(A) is m x k, op(B) is k x n.
 /// Leading dimensions are the row strides of the stored (untransposed) matrices.
 /// </summary>
-public static class GemmCpu
+public static unsafe class GemmCpu
 {
-    /// <summary>Single-precision GEMM.</summary>
+    /// <summary>
+    /// Depth of a packed block. A kc x NR micro-panel of B (256 x 32 floats = 32 KB) stays in Zen 5's
+    /// 48 KB L1 while the micro-kernel sweeps the A micro-panels (8 KB each) past it.
+    /// </summary>
+    private const int KC = 256;
+
+    /// <summary>Rows of a packed block of A: MC x KC floats = 384 KB, under half of the 1 MB L2.</summary>
+    private const int MC = 384;
+
+    /// <summary>Columns of a packed block of B: KC x NC floats = 4 MB, a slice of the 32 MB L3.</summary>
+    private const int NC = 4096;
+
+    /// <summary>
+    /// Below this many multiply-adds (m * n * k) the plain loop wins: packing and the fixed 8 x 32 tile
+    /// cost more than they save.
+    /// </summary>
+    private const long SmallWork = 4096;
+
+    /// <summary>Multiply-adds a thread must get before splitting the product over threads pays.</summary>
+    private const long MinWorkPerThread = 1 << 18;
+
+    [ThreadStatic] private static float[]? s_packA;
+    [ThreadStatic] private static float[]? s_packB;
+
+    /// <summary>
+    /// Single-precision GEMM. Cache-blocked and packed (BLIS loop order jc, pc, ic, jr, ir) around an
+    /// 8 x 32 AVX-512 micro-kernel, split over <see cref="CpuParallel.Threads"/> threads by rows or by
+    /// columns of C. When <paramref name="beta"/> is 0, C is not read (NaN in C is overwritten).
+    /// </summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
-        => Simple(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    {
+        Validate("Sgemm", transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0f)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        if ((long)m * n * k < SmallWork || !Vector256.IsHardwareAccelerated)
+        {
+            Simple(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        fixed (float* pa = a, pb = b, pc = c)
+            Packed(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+    }
 
     /// <summary>Double-precision GEMM (used by gradient checks; small sizes).</summary>
     public static void Dgemm(bool transA, bool transB, int m, int n, int k, double alpha,
         ReadOnlySpan<double> a, int lda, ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc)
-        => Simple(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    {
+        Validate("Dgemm", transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        Simple(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
 
     /// <summary>Straightforward i-p-j loop order GEMM; correct for every shape and transpose.</summary>
     public static void Simple<T>(bool transA, bool transB, int m, int n, int k, T alpha,
@@ -41,5 +93,247 @@ public static class GemmCpu
                 }
             }
         }
+    }
+
+    /// <summary>Checks sizes, leading dimensions and that every buffer holds the matrix it is said to hold.</summary>
+    private static void Validate(string kernel, bool transA, bool transB, int m, int n, int k,
+        int aLength, int lda, int bLength, int ldb, int cLength, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0)
+            throw new KernelException(kernel, $"sizes must be non-negative, got m={m}, n={n}, k={k}");
+        CheckMatrix(kernel, "A", transA ? k : m, transA ? m : k, aLength, lda, transA);
+        CheckMatrix(kernel, "B", transB ? n : k, transB ? k : n, bLength, ldb, transB);
+        CheckMatrix(kernel, "C", m, n, cLength, ldc, false);
+    }
+
+    private static void CheckMatrix(string kernel, string name, int rows, int cols, int length, int ld, bool trans)
+    {
+        string stored = $"{name}{(trans ? " (transposed)" : "")} stored as {rows} x {cols}";
+        if (ld < cols)
+            throw new KernelException(kernel, $"{stored} needs a leading dimension >= {cols}, got {ld}");
+        long needed = rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
+        if (length < needed)
+            throw new KernelException(kernel, $"{stored} with leading dimension {ld} needs {needed} elements, got {length}");
+    }
+
+    /// <summary>C = beta * C (k == 0 or alpha == 0); beta == 0 clears without reading C.</summary>
+    private static void ScaleC(int m, int n, float beta, Span<float> c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = c.Slice(i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else if (beta != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    /// <summary>
+    /// Splits C into one block of rows or of columns per thread and runs the blocked product on each.
+    /// Rows are preferred: each thread then packs only its own rows of A and a (cheap, contiguous) copy of
+    /// B. Columns are split when the rows would leave a thread idle or badly balanced (skinny m).
+    /// </summary>
+    private static void Packed(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        long work = (long)m * n * k;
+        int threads = (int)Math.Min(CpuParallel.Threads, Math.Max(1, work / MinWorkPerThread));
+        if (threads <= 1)
+        {
+            Blocked(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        int mTiles = (m + MR - 1) / MR, nTiles = (n + NR - 1) / NR;
+        if (Balance(mTiles, threads) >= 0.95 * Balance(nTiles, threads))
+        {
+            CpuParallel.For(mTiles, Math.Max(1, mTiles / threads), (start, end) =>
+            {
+                int i0 = (int)start * MR, i1 = Math.Min(m, (int)end * MR);
+                float* ai = transA ? a + i0 : a + (long)i0 * lda;
+                Blocked(transA, transB, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + (long)i0 * ldc, ldc);
+            });
+        }
+        else
+        {
+            CpuParallel.For(nTiles, Math.Max(1, nTiles / threads), (start, end) =>
+            {
+                int j0 = (int)start * NR, j1 = Math.Min(n, (int)end * NR);
+                float* bj = transB ? b + (long)j0 * ldb : b + j0;
+                Blocked(transA, transB, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+            });
+        }
+    }
+
+    /// <summary>Fraction of the threads' time spent working when <paramref name="tiles"/> are dealt out evenly.</summary>
+    private static double Balance(int tiles, int threads) => tiles / (double)(threads * ((tiles + threads - 1) / threads));
+
+    /// <summary>
+    /// One thread's product, blocked for the caches: B in KC x NC blocks (L3), A in MC x KC blocks (L2),
+    /// micro-panels of B (L1) and A streamed through the register tile. The first depth block applies
+    /// the caller's beta, the following ones accumulate (beta = 1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        bool wide = Vector512.IsHardwareAccelerated;
+        int kcMax = Math.Min(KC, k);
+        float* packA = PackBuffer(ref s_packA, RoundUp(Math.Min(MC, m), MR) * kcMax);
+        float* packB = PackBuffer(ref s_packB, RoundUp(Math.Min(NC, n), NR) * kcMax);
+        for (int jc = 0; jc < n; jc += NC)
+        {
+            int nc = Math.Min(NC, n - jc);
+            for (int pc = 0; pc < k; pc += KC)
+            {
+                int kc = Math.Min(KC, k - pc);
+                PackB(transB, kc, nc, transB ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc, ldb, packB);
+                float betaBlock = pc == 0 ? beta : 1f;
+                for (int ic = 0; ic < m; ic += MC)
+                {
+                    int mc = Math.Min(MC, m - ic);
+                    PackA(transA, mc, kc, transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda, packA);
+                    for (int jr = 0; jr < nc; jr += NR)
+                    {
+                        int cols = Math.Min(NR, nc - jr);
+                        float* bp = packB + (long)jr * kc;
+                        float* cj = c + (long)ic * ldc + jc + jr;
+                        for (int ir = 0; ir < mc; ir += MR)
+                        {
+                            int rows = Math.Min(MR, mc - ir);
+                            float* ap = packA + (long)ir * kc;
+                            if (wide) Kernel512(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
+                            else Kernel256(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(A)[0..mc, 0..kc] (src points at its first element) into MR-row micro-panels, each stored
+    /// column by column (element (r, p) at p * MR + r), zero-padding the last panel to MR rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackA(bool transA, int mc, int kc, float* src, int lda, float* dst)
+    {
+        for (int i0 = 0; i0 < mc; i0 += MR, dst += MR * kc)
+        {
+            int rows = Math.Min(MR, mc - i0);
+            if (transA)
+            {
+                // op(A)(i, p) = A[p, i]: MR consecutive floats of stored row p.
+                float* s = src + i0;
+                for (int p = 0; p < kc; p++, s += lda)
+                {
+                    float* d = dst + p * MR;
+                    if (rows == MR) Vector256.Store(Vector256.Load(s), d);
+                    else for (int r = 0; r < MR; r++) d[r] = r < rows ? s[r] : 0f;
+                }
+            }
+            else
+            {
+                // op(A)(i, p) = A[i, p]: rows of A become columns of the panel, 8 x 8 blocks at a time.
+                float* s = src + (long)i0 * lda;
+                int p0 = 0;
+                if (rows == MR && Avx.IsSupported)
+                    for (; p0 + 8 <= kc; p0 += 8) Transpose8x8(s + p0, lda, dst + p0 * MR, MR);
+                for (int r = 0; r < MR; r++)
+                {
+                    float* d = dst + r;
+                    if (r >= rows) for (int p = p0; p < kc; p++) d[p * MR] = 0f;
+                    else for (int p = p0; p < kc; p++) d[p * MR] = s[(long)r * lda + p];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(B)[0..kc, 0..nc] (src points at its first element) into NR-column micro-panels, each
+    /// stored row by row (element (p, j) at p * NR + j), zero-padding the last panel to NR columns.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackB(bool transB, int kc, int nc, float* src, int ldb, float* dst)
+    {
+        for (int j0 = 0; j0 < nc; j0 += NR, dst += NR * kc)
+        {
+            int cols = Math.Min(NR, nc - j0);
+            if (!transB)
+            {
+                // op(B)(p, j) = B[p, j]: NR consecutive floats of stored row p.
+                float* s = src + j0;
+                for (int p = 0; p < kc; p++, s += ldb)
+                {
+                    float* d = dst + p * NR;
+                    if (cols == NR)
+                    {
+                        Vector256.Store(Vector256.Load(s), d);
+                        Vector256.Store(Vector256.Load(s + 8), d + 8);
+                        Vector256.Store(Vector256.Load(s + 16), d + 16);
+                        Vector256.Store(Vector256.Load(s + 24), d + 24);
+                    }
+                    else for (int j = 0; j < NR; j++) d[j] = j < cols ? s[j] : 0f;
+                }
+            }
+            else
+            {
+                // op(B)(p, j) = B[j, p]: rows of B become columns of the panel, 8 x 8 blocks at a time.
+                float* s = src + (long)j0 * ldb;
+                int p0 = 0;
+                if (cols == NR && Avx.IsSupported)
+                    for (; p0 + 8 <= kc; p0 += 8)
+                        for (int jb = 0; jb < NR; jb += 8) Transpose8x8(s + (long)jb * ldb + p0, ldb, dst + p0 * NR + jb, NR);
+                for (int j = 0; j < NR; j++)
+                {
+                    float* d = dst + j;
+                    if (j >= cols) for (int p = p0; p < kc; p++) d[p * NR] = 0f;
+                    else for (int p = p0; p < kc; p++) d[p * NR] = s[(long)j * ldb + p];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// dst[q * dstStride + r] = src[r * ld + q] for r, q in [0, 8): the usual AVX 8 x 8 transpose in three
+    /// rounds of shuffles (pairs of rows, pairs of pairs, then 128-bit halves).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, int ld, float* dst, int dstStride)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + ld);
+        var r2 = Avx.LoadVector256(src + 2L * ld); var r3 = Avx.LoadVector256(src + 3L * ld);
+        var r4 = Avx.LoadVector256(src + 4L * ld); var r5 = Avx.LoadVector256(src + 5L * ld);
+        var r6 = Avx.LoadVector256(src + 6L * ld); var r7 = Avx.LoadVector256(src + 7L * ld);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * dstStride, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3 * dstStride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * dstStride, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5 * dstStride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * dstStride, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7 * dstStride, Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
+
+    /// <summary>
+    /// This thread's packing buffer of at least <paramref name="length"/> floats, aligned to 64 bytes.
+    /// Kept per thread on the pinned heap and grown only when a larger block is asked for, so a steady
+    /// sequence of products allocates nothing.
+    /// </summary>
+    private static float* PackBuffer(ref float[]? buffer, int length)
+    {
+        const int alignFloats = 64 / sizeof(float);
+        if (buffer is null || buffer.Length < length + alignFloats)
+            buffer = GC.AllocateUninitializedArray<float>(length + alignFloats, pinned: true);
+        float* p = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+        return (float*)(((nint)p + 63) & ~(nint)63);
     }
 }
