@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using DiffusionCore.Kernels.Cpu;
 using DiffusionCore.Kernels.Gemm;
 
@@ -337,16 +338,16 @@ public static unsafe class Conv2dCpu
                         int ih = oh * S - s.Pad + kh;
                         if ((uint)ih >= (uint)s.H)
                         {
-                            new Span<float>(d + owStart, owEnd - owStart).Clear();
+                            ZeroRow(d + owStart, owEnd - owStart);
                             continue;
                         }
                         int lo = Math.Clamp(owValidLo, owStart, owEnd), hi = Math.Clamp(owValidHi, lo, owEnd);
-                        if (lo > owStart) new Span<float>(d + owStart, lo - owStart).Clear();
-                        if (owEnd > hi) new Span<float>(d + hi, owEnd - hi).Clear();
+                        ZeroRow(d + owStart, lo - owStart);
+                        ZeroRow(d + hi, owEnd - hi);
                         float* src = xc + (long)ih * s.W - s.Pad + kw;
                         if (S == 1)
                         {
-                            new ReadOnlySpan<float>(src + lo, hi - lo).CopyTo(new Span<float>(d + lo, hi - lo));
+                            CopyRow(src + lo, d + lo, hi - lo);
                         }
                         else
                         {
@@ -399,8 +400,7 @@ public static unsafe class Conv2dCpu
                         float* d = dxc + (long)ih * s.W - s.Pad + kw;
                         if (S == 1)
                         {
-                            var dst = new Span<float>(d + lo, hi - lo);
-                            TensorPrimitives.Add(dst, new ReadOnlySpan<float>(s0 + lo, hi - lo), dst);
+                            AddRow(s0 + lo, d + lo, hi - lo);
                         }
                         else
                         {
@@ -410,6 +410,35 @@ public static unsafe class Conv2dCpu
                 }
             }
         }
+    }
+
+    // The rows of im2col and col2im are one output row long (often 8 to 64 floats): too short for the
+    // call overhead of Span.CopyTo or TensorPrimitives to vanish, so they are copied and added inline.
+
+    private static void CopyRow(float* src, float* dst, int length)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= length - Vector512<float>.Count; i += Vector512<float>.Count) Vector512.Store(Vector512.Load(src + i), dst + i);
+        for (; i <= length - Vector256<float>.Count; i += Vector256<float>.Count) Vector256.Store(Vector256.Load(src + i), dst + i);
+        for (; i < length; i++) dst[i] = src[i];
+    }
+
+    private static void AddRow(float* src, float* dst, int length)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= length - Vector512<float>.Count; i += Vector512<float>.Count) Vector512.Store(Vector512.Load(dst + i) + Vector512.Load(src + i), dst + i);
+        for (; i <= length - Vector256<float>.Count; i += Vector256<float>.Count) Vector256.Store(Vector256.Load(dst + i) + Vector256.Load(src + i), dst + i);
+        for (; i < length; i++) dst[i] += src[i];
+    }
+
+    private static void ZeroRow(float* dst, int length)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= length - Vector512<float>.Count; i += Vector512<float>.Count) Vector512.Store(Vector512<float>.Zero, dst + i);
+        for (; i < length; i++) dst[i] = 0f;
     }
 
     /// <summary>
