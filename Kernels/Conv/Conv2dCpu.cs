@@ -70,6 +70,7 @@ public readonly record struct Conv2dShape(int N, int Cin, int H, int W, int Cout
 /// col is built for a block of output pixels at a time in a per-thread scratch buffer, so memory stays
 /// bounded for large images and nothing is allocated per call once the buffers have grown.
 /// A 1x1, stride 1, pad 0 convolution needs no im2col: col[n] is x[n] itself.
+/// Outputs must not overlap inputs.
 /// </summary>
 public static unsafe class Conv2dCpu
 {
@@ -167,7 +168,7 @@ public static unsafe class Conv2dCpu
                 var gate = new object();
                 CpuParallel.For(s.N, 1, (n0, n1) =>
                 {
-                    float* scratch = Scratch(dwLength + plan.ColFloats);
+                    float* scratch = Scratch((long)dwLength + plan.ColFloats);
                     float* partial = scratch, col = plan.Direct ? null : scratch + dwLength;
                     for (long n = n0; n < n1; n++) WeightGradientImage(plan, (int)n, xp, dyp, partial, col, accumulate: n > n0, splitIm2col: false);
                     lock (gate) TensorPrimitives.Add(new ReadOnlySpan<float>(dwp, dwLength), new ReadOnlySpan<float>(partial, dwLength), new Span<float>(dwp, dwLength));
@@ -445,12 +446,13 @@ public static unsafe class Conv2dCpu
     /// This thread's scratch buffer of at least <paramref name="floats"/> floats. It lives on the pinned
     /// heap, so its address stays valid while other threads fill it, and it only grows.
     /// </summary>
-    private static float* Scratch(int floats)
+    private static float* Scratch(long floats)
     {
         var buffer = t_scratch;
         if (buffer == null || buffer.Length < floats)
         {
-            buffer = GC.AllocateUninitializedArray<float>(floats, pinned: true);
+            if (floats > Array.MaxLength) throw new KernelException("Conv2d", $"scratch of {floats} floats exceeds the largest managed array ({Array.MaxLength})");
+            buffer = GC.AllocateUninitializedArray<float>((int)floats, pinned: true);
             t_scratch = buffer;
         }
         return (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref buffer[0]);

@@ -128,6 +128,33 @@ public class Conv2dTests
         Assert.That(y2, Is.EqualTo(y1));
     }
 
+    [Test]
+    public void SteadyStateCallsReuseTheScratch()
+    {
+        // One image, so the call stays on this thread; its col block is 36 x 1024 floats (144 KiB). After a
+        // first call has grown the scratch, a second may allocate only small bookkeeping (closures), so a
+        // 64 KiB ceiling catches any per-call col buffer.
+        var s = new Conv2dShape(1, 4, 32, 32, 8, 3, 3, 1, 1);
+        var rng = new Random(3);
+        var x = RandomArray(rng, s.InputLength);
+        var w = RandomArray(rng, s.WeightLength);
+        var dy = RandomArray(rng, s.OutputLength);
+        var y = new float[s.OutputLength];
+        var dx = new float[s.InputLength];
+        var dw = new float[s.WeightLength];
+        var db = new float[s.Cout];
+        void Step()
+        {
+            Conv2dCpu.Forward(s, x, w, [], y);
+            Conv2dCpu.BackwardInput(s, dy, w, dx);
+            Conv2dCpu.BackwardWeight(s, x, dy, dw, db);
+        }
+        Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Step();
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(64 * 1024));
+    }
+
     private static IEnumerable<TestCaseData> BadShapes()
     {
         yield return new TestCaseData(new Conv2dShape(0, 2, 5, 5, 3, 3, 3, 1, 1), "sizes must be positive").SetName("ZeroBatch");
