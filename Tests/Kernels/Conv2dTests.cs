@@ -1,0 +1,206 @@
+using DiffusionCore.Kernels;
+using DiffusionCore.Kernels.Conv;
+using DiffusionCore.Tests.Reference;
+using NUnit.Framework;
+
+namespace DiffusionCore.Tests.Kernels;
+
+/// <summary>Conv2dCpu against the seven-loop reference on random inputs of awkward shapes.</summary>
+[TestFixture]
+public class Conv2dTests
+{
+    /// <summary>
+    /// Shapes covering the 1x1 fast path, 3x3 stride 1 and 2, non-square and 1-wide kernels, odd sizes,
+    /// padding wider than the kernel reach, single channels, N that splits over 2 cores and N that does
+    /// not, and an image large enough (K·P > 2^20 floats) to be cut into several pixel blocks whose
+    /// boundaries fall inside an output row.
+    /// </summary>
+    private static readonly Conv2dShape[] Shapes =
+    [
+        new(N: 1, Cin: 1, H: 1, W: 1, Cout: 1, KH: 1, KW: 1, Stride: 1, Pad: 0),
+        new(N: 3, Cin: 5, H: 7, W: 5, Cout: 3, KH: 1, KW: 1, Stride: 1, Pad: 0),
+        new(N: 4, Cin: 7, H: 6, W: 9, Cout: 5, KH: 1, KW: 1, Stride: 1, Pad: 0),
+        new(N: 2, Cin: 3, H: 7, W: 5, Cout: 4, KH: 1, KW: 1, Stride: 2, Pad: 0),
+        new(N: 1, Cin: 2, H: 3, W: 4, Cout: 3, KH: 1, KW: 1, Stride: 1, Pad: 1),
+        new(N: 2, Cin: 3, H: 7, W: 5, Cout: 4, KH: 3, KW: 3, Stride: 1, Pad: 1),
+        new(N: 1, Cin: 9, H: 7, W: 5, Cout: 1, KH: 3, KW: 3, Stride: 1, Pad: 1),
+        new(N: 3, Cin: 3, H: 7, W: 5, Cout: 5, KH: 3, KW: 3, Stride: 2, Pad: 1),
+        new(N: 4, Cin: 1, H: 8, W: 8, Cout: 3, KH: 3, KW: 3, Stride: 2, Pad: 1),
+        new(N: 1, Cin: 2, H: 9, W: 6, Cout: 3, KH: 5, KW: 3, Stride: 1, Pad: 2),
+        new(N: 3, Cin: 1, H: 8, W: 7, Cout: 1, KH: 5, KW: 3, Stride: 2, Pad: 0),
+        new(N: 2, Cin: 3, H: 5, W: 5, Cout: 2, KH: 3, KW: 5, Stride: 3, Pad: 3),
+        new(N: 1, Cin: 10, H: 9, W: 11, Cout: 3, KH: 3, KW: 3, Stride: 1, Pad: 0),
+        new(N: 1, Cin: 3, H: 201, W: 199, Cout: 2, KH: 3, KW: 3, Stride: 1, Pad: 1),
+    ];
+
+    /// <summary>
+    /// |fast - exact| ≤ 2 (k + 1) u Σ|terms|, u = 2^-24: a float32 sum of k products in any order is off
+    /// by at most γ_k Σ|terms| with γ_k = k u / (1 - k u) (Higham, eq. 3.5), plus u |result| for the
+    /// final rounding; the factor 2 covers γ_k's denominator and the double reference's own rounding.
+    /// Here k is the number of terms of one result: Cin KH KW + 1 for y, at most Cout KH KW for dx,
+    /// N OutH OutW for dw and db.
+    /// </summary>
+    private static void AssertClose(string what, Conv2dShape s, float[] actual, double[] expected, double[] absSum, long terms)
+    {
+        const double u = 1.0 / (1 << 24);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double tolerance = 2.0 * (terms + 1) * u * absSum[i];
+            double error = Math.Abs(actual[i] - expected[i]);
+            if (!(error <= tolerance))
+                Assert.Fail($"{what}[{i}] = {actual[i]}, expected {expected[i]} ± {tolerance:G3} for {s}");
+        }
+    }
+
+    private static float[] RandomArray(Random rng, long length)
+    {
+        var a = new float[length];
+        for (int i = 0; i < a.Length; i++) a[i] = (float)(2 * rng.NextDouble() - 1);
+        return a;
+    }
+
+    private static float[] Garbage(long length)
+    {
+        var a = new float[length];
+        Array.Fill(a, float.NaN);
+        return a;
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void ForwardMatchesReference(Conv2dShape s)
+    {
+        var rng = new Random(17);
+        var x = RandomArray(rng, s.InputLength);
+        var w = RandomArray(rng, s.WeightLength);
+        var bias = RandomArray(rng, s.Cout);
+        long terms = (long)s.Cin * s.KH * s.KW + 1;
+
+        var y = Garbage(s.OutputLength);
+        Conv2dCpu.Forward(s, x, w, bias, y);
+        var (expected, abs) = Conv2dReference.Forward(s, x, w, bias);
+        AssertClose("y", s, y, expected, abs, terms);
+
+        var yNoBias = Garbage(s.OutputLength);
+        Conv2dCpu.Forward(s, x, w, [], yNoBias);
+        (expected, abs) = Conv2dReference.Forward(s, x, w, null);
+        AssertClose("y (no bias)", s, yNoBias, expected, abs, terms);
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void BackwardMatchesReference(Conv2dShape s)
+    {
+        var rng = new Random(29);
+        var x = RandomArray(rng, s.InputLength);
+        var w = RandomArray(rng, s.WeightLength);
+        var dy = RandomArray(rng, s.OutputLength);
+        var r = Conv2dReference.Backward(s, x, w, dy);
+
+        var dx = Garbage(s.InputLength);
+        Conv2dCpu.BackwardInput(s, dy, w, dx);
+        AssertClose("dx", s, dx, r.Dx, r.DxAbs, (long)s.Cout * s.KH * s.KW);
+
+        var dw = Garbage(s.WeightLength);
+        var db = Garbage(s.Cout);
+        Conv2dCpu.BackwardWeight(s, x, dy, dw, db);
+        long pixels = (long)s.N * s.OutH * s.OutW;
+        AssertClose("dw", s, dw, r.Dw, r.DwAbs, pixels);
+        AssertClose("db", s, db, r.Db, r.DbAbs, pixels);
+
+        var dwOnly = Garbage(s.WeightLength);
+        Conv2dCpu.BackwardWeight(s, x, dy, dwOnly, []);
+        AssertClose("dw (no db)", s, dwOnly, r.Dw, r.DwAbs, pixels);
+    }
+
+    [Test]
+    public void RepeatedCallsGiveIdenticalResults()
+    {
+        // The per-thread scratch buffers are reused between calls and shapes; stale contents must not leak.
+        var big = new Conv2dShape(4, 6, 9, 7, 5, 3, 3, 1, 1);
+        var small = new Conv2dShape(2, 2, 5, 4, 3, 3, 3, 2, 1);
+        var rng = new Random(5);
+        var x = RandomArray(rng, small.InputLength);
+        var w = RandomArray(rng, small.WeightLength);
+        var y1 = new float[small.OutputLength];
+        var y2 = new float[small.OutputLength];
+        Conv2dCpu.Forward(small, x, w, [], y1);
+        Conv2dCpu.Forward(big, RandomArray(rng, big.InputLength), RandomArray(rng, big.WeightLength), [], new float[big.OutputLength]);
+        Conv2dCpu.Forward(small, x, w, [], y2);
+        Assert.That(y2, Is.EqualTo(y1));
+    }
+
+    [Test]
+    public void SteadyStateCallsReuseTheScratch()
+    {
+        // One image, so the call stays on this thread; its col block is 36 x 1024 floats (144 KiB). After a
+        // first call has grown the scratch, a second may allocate only small bookkeeping (closures), so a
+        // 64 KiB ceiling catches any per-call col buffer.
+        var s = new Conv2dShape(1, 4, 32, 32, 8, 3, 3, 1, 1);
+        var rng = new Random(3);
+        var x = RandomArray(rng, s.InputLength);
+        var w = RandomArray(rng, s.WeightLength);
+        var dy = RandomArray(rng, s.OutputLength);
+        var y = new float[s.OutputLength];
+        var dx = new float[s.InputLength];
+        var dw = new float[s.WeightLength];
+        var db = new float[s.Cout];
+        void Step()
+        {
+            Conv2dCpu.Forward(s, x, w, [], y);
+            Conv2dCpu.BackwardInput(s, dy, w, dx);
+            Conv2dCpu.BackwardWeight(s, x, dy, dw, db);
+        }
+        Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Step();
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(64 * 1024));
+    }
+
+    private static IEnumerable<TestCaseData> BadShapes()
+    {
+        yield return new TestCaseData(new Conv2dShape(0, 2, 5, 5, 3, 3, 3, 1, 1), "sizes must be positive").SetName("ZeroBatch");
+        yield return new TestCaseData(new Conv2dShape(1, 2, 5, 5, -3, 3, 3, 1, 1), "sizes must be positive").SetName("NegativeCout");
+        yield return new TestCaseData(new Conv2dShape(1, 2, 5, 5, 3, 3, 3, 0, 1), "stride must be positive").SetName("ZeroStride");
+        yield return new TestCaseData(new Conv2dShape(1, 2, 5, 5, 3, 3, 3, 1, -1), "padding must not be negative").SetName("NegativePad");
+        yield return new TestCaseData(new Conv2dShape(1, 2, 2, 5, 3, 5, 3, 1, 1), "larger than the padded input").SetName("KernelTallerThanInput");
+        yield return new TestCaseData(new Conv2dShape(1, 2, 5, 1, 3, 3, 4, 1, 1), "larger than the padded input").SetName("KernelWiderThanInput");
+    }
+
+    [TestCaseSource(nameof(BadShapes))]
+    public void BadShapeThrowsNamingTheShape(Conv2dShape s, string reason)
+    {
+        var buffer = new float[4096];
+        var ex = Assert.Throws<KernelException>(() => Conv2dCpu.Forward(s, buffer, buffer, [], buffer));
+        Assert.That(ex!.Message, Does.Contain("Conv2d").And.Contain(reason).And.Contain($"x[{s.N},{s.Cin},{s.H},{s.W}]").And.Contain($"w[{s.Cout},{s.Cin},{s.KH},{s.KW}]"));
+        Assert.Throws<KernelException>(() => Conv2dCpu.BackwardInput(s, buffer, buffer, buffer));
+        Assert.Throws<KernelException>(() => Conv2dCpu.BackwardWeight(s, buffer, buffer, buffer, []));
+    }
+
+    [Test]
+    public void ShortSpansThrowNamingTheShape()
+    {
+        var s = new Conv2dShape(2, 3, 7, 5, 4, 3, 3, 2, 1);
+        var x = new float[s.InputLength];
+        var w = new float[s.WeightLength];
+        var y = new float[s.OutputLength];
+        var bias = new float[s.Cout];
+        string shape = "x[2,3,7,5] w[4,3,3,3] stride 2 pad 1 -> y[2,4,4,3]";
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => Conv2dCpu.Forward(s, x.AsSpan(1), w, bias, y), Throws.TypeOf<KernelException>().With.Message.Contains("x has").And.Message.Contains(shape));
+            Assert.That(() => Conv2dCpu.Forward(s, x, w.AsSpan(1), bias, y), Throws.TypeOf<KernelException>().With.Message.Contains("w has"));
+            Assert.That(() => Conv2dCpu.Forward(s, x, w, bias.AsSpan(1), y), Throws.TypeOf<KernelException>().With.Message.Contains("bias has"));
+            Assert.That(() => Conv2dCpu.Forward(s, x, w, bias, y.AsSpan(1)), Throws.TypeOf<KernelException>().With.Message.Contains("y has"));
+            Assert.That(() => Conv2dCpu.BackwardInput(s, y.AsSpan(1), w, x), Throws.TypeOf<KernelException>().With.Message.Contains("dy has"));
+            Assert.That(() => Conv2dCpu.BackwardInput(s, y, w, x.AsSpan(1)), Throws.TypeOf<KernelException>().With.Message.Contains("dx has"));
+            Assert.That(() => Conv2dCpu.BackwardWeight(s, x, y, w.AsSpan(1), bias), Throws.TypeOf<KernelException>().With.Message.Contains("dw has"));
+            Assert.That(() => Conv2dCpu.BackwardWeight(s, x, y, w, bias.AsSpan(1)), Throws.TypeOf<KernelException>().With.Message.Contains("db has"));
+        });
+    }
+
+    [Test]
+    public void OutputSizeFollowsTheFormula()
+    {
+        var s = new Conv2dShape(1, 1, 7, 5, 1, 5, 3, 2, 1);
+        Assert.That((s.OutH, s.OutW), Is.EqualTo(((7 + 2 - 5) / 2 + 1, (5 + 2 - 3) / 2 + 1)));
+    }
+}
