@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Numerics;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using DiffusionCore.Kernels.Cpu;
@@ -163,20 +162,26 @@ public static class GroupNormCpu
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         long m = (long)cg * spatial;
-        // Two-pass statistics: the mean first, then the sum of squared deviations from it. Unlike
-        // E[x^2] - E[x]^2 this does not cancel catastrophically when |mean| >> std.
-        double mu = Sum(x, m) / m;
-        double variance = SumSquaredDeviations(x, m, T.CreateTruncating(mu)) / m;
+        // Two-pass statistics: the mean first, then the squared deviations from it. Unlike E[x^2] - E[x]^2
+        // this does not cancel catastrophically when |mean| >> std. The deviations are taken from the mean
+        // rounded to T (the value saved for backward), center, and corrected exactly in double:
+        // sum (x - mu)^2 = sum (x - center)^2 - M (mu - center)^2.
+        double mu = Mean(x, m);
+        T center = T.CreateTruncating(mu);
+        double offset = mu - double.CreateTruncating(center);
+        double variance = Math.Max(0, SumDeviations(x, m, center, squared: true) / m - offset * offset);
         double r = 1.0 / Math.Sqrt(variance + eps);
-        mean = T.CreateTruncating(mu);
+        mean = center;
         rstd = T.CreateTruncating(r);
         for (int c = 0; c < cg; c++)
         {
-            // z = gamma*(x - mu)*rstd + beta = x*scale + shift, folded in double so z costs one FMA per element.
+            // z = gamma*(x - mu)*rstd + beta = (x - center)*scale + shift. x - center is exact when x is near the
+            // mean (Sterbenz), so z keeps its precision even when |mean| >> std; folding the affine into x*s + t
+            // would cancel there instead.
             double scale = double.CreateTruncating(gamma[c]) * r;
-            double shift = double.CreateTruncating(beta[c]) - mu * scale;
+            double shift = double.CreateTruncating(beta[c]) - offset * scale;
             AffineSilu(x + (long)c * spatial, y + (long)c * spatial, spatial,
-                T.CreateTruncating(scale), T.CreateTruncating(shift), fuseSilu);
+                center, T.CreateTruncating(scale), T.CreateTruncating(shift), fuseSilu);
         }
     }
 
@@ -188,12 +193,18 @@ public static class GroupNormCpu
         //   dx = rstd * (dxhat - mean_M(dxhat) - xhat * mean_M(dxhat * xhat))
         // where mean_M(dxhat) = (1/M) sum_c gamma_c A_c and mean_M(dxhat*xhat) = (1/M) sum_c gamma_c B_c with
         // A_c = sum_hw g (= the block's share of dbeta_c) and B_c = sum_hw g*xhat (its share of dgamma_c).
-        T negMeanRstd = -mean * rstd;
+        // The saved mean is the exact mean mu rounded to T; mu is summed again (the same deterministic sum as
+        // forward) so that xhat = (x - mean)*rstd + xhatOffset, xhatOffset = (mean - mu)*rstd, matches the forward
+        // xhat even when |mean| >> std and the rounding of mean is not negligible against std.
+        long m = (long)cg * spatial;
+        double r = double.CreateTruncating(rstd);
+        double xhatOffset = (double.CreateTruncating(mean) - Mean(x, m)) * r;
+        T offset = T.CreateTruncating(xhatOffset);
         double sumGammaA = 0, sumGammaB = 0;
         for (int c = 0; c < cg; c++)
         {
             long o = (long)c * spatial;
-            ChannelGradientSums(x + o, dy + o, dx + o, spatial, rstd, negMeanRstd, gamma[c], beta[c], fuseSilu,
+            ChannelGradientSums(x + o, dy + o, dx + o, spatial, mean, rstd, offset, gamma[c], beta[c], fuseSilu,
                 out double a, out double b);
             dbetaPart[c] = a;
             dgammaPart[c] = b;
@@ -201,69 +212,76 @@ public static class GroupNormCpu
             sumGammaA += gc * a;
             sumGammaB += gc * b;
         }
-        // Expanding xhat = (x - mean)*rstd: dx = g*(rstd*gamma_c) + x*k1 + k0 with
-        // k1 = -rstd^2 * sumGammaB / M and k0 = -rstd * sumGammaA / M - k1 * mean.
-        long m = (long)cg * spatial;
-        double r = double.CreateTruncating(rstd), mu = double.CreateTruncating(mean);
+        // Expanding xhat: dx = g*(rstd*gamma_c) + (x - mean)*k1 + k0 with
+        // k1 = -rstd^2 * sumGammaB / M and k0 = -rstd * (sumGammaA + xhatOffset * sumGammaB) / M.
         double k1 = -r * r * sumGammaB / m;
-        double k0 = -r * sumGammaA / m - k1 * mu;
+        double k0 = -r * (sumGammaA + xhatOffset * sumGammaB) / m;
         T tk1 = T.CreateTruncating(k1), tk0 = T.CreateTruncating(k0);
         for (int c = 0; c < cg; c++)
         {
             long o = (long)c * spatial;
             // When fused, ChannelGradientSums left g in dx; otherwise g is dy itself.
             T* g = fuseSilu ? dx + o : dy + o;
-            CombineGradient(g, x + o, dx + o, spatial, T.CreateTruncating(r * double.CreateTruncating(gamma[c])), tk1, tk0);
+            CombineGradient(g, x + o, dx + o, spatial, mean, T.CreateTruncating(r * double.CreateTruncating(gamma[c])), tk1, tk0);
         }
     }
 
-    /// <summary>Sum of p[0..m) with vector partial sums of T folded into a double every <see cref="AccumulateChunk"/>.</summary>
-    private static unsafe double Sum<T>(T* p, long m) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        double total = 0;
-        for (long s = 0; s < m; s += AccumulateChunk)
-            total += double.CreateTruncating(TensorPrimitives.Sum(new ReadOnlySpan<T>(p + s, (int)Math.Min(AccumulateChunk, m - s))));
-        return total;
-    }
+    /// <summary>
+    /// Mean of p[0..m), summed as deviations from p[0]: with a large common offset, raw float partial sums would
+    /// round away the spread of the data; x - p[0] is exact for values near p[0] (Sterbenz) and small.
+    /// </summary>
+    private static unsafe double Mean<T>(T* p, long m) where T : unmanaged, IFloatingPointIeee754<T>
+        => double.CreateTruncating(p[0]) + SumDeviations(p, m, p[0], squared: false) / m;
 
-    /// <summary>Sum of (p[i] - mean)^2, accumulated like <see cref="Sum{T}"/>.</summary>
-    private static unsafe double SumSquaredDeviations<T>(T* p, long m, T mean) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// Sum of (p[i] - center), or of (p[i] - center)^2 when <paramref name="squared"/>, with vector partial sums
+    /// of T folded into a double every <see cref="AccumulateChunk"/> elements.
+    /// </summary>
+    private static unsafe double SumDeviations<T>(T* p, long m, T center, bool squared) where T : unmanaged, IFloatingPointIeee754<T>
     {
         double total = 0;
-        var vmean = Vector512.Create(mean);
+        var vc = Vector512.Create(center);
         for (long s = 0; s < m; s += AccumulateChunk)
         {
             int len = (int)Math.Min(AccumulateChunk, m - s);
             T* q = p + s;
+            // Two accumulators hide the add/FMA latency.
             var acc0 = Vector512<T>.Zero;
             var acc1 = Vector512<T>.Zero;
             int i = 0;
-            for (; i <= len - 2 * Vector512<T>.Count; i += 2 * Vector512<T>.Count)
+            if (squared)
             {
-                var d0 = Vector512.Load(q + i) - vmean;
-                var d1 = Vector512.Load(q + i + Vector512<T>.Count) - vmean;
-                acc0 = MulAdd(d0, d0, acc0);
-                acc1 = MulAdd(d1, d1, acc1);
+                for (; i <= len - 2 * Vector512<T>.Count; i += 2 * Vector512<T>.Count)
+                {
+                    var d0 = Vector512.Load(q + i) - vc;
+                    var d1 = Vector512.Load(q + i + Vector512<T>.Count) - vc;
+                    acc0 = MulAdd(d0, d0, acc0);
+                    acc1 = MulAdd(d1, d1, acc1);
+                }
             }
-            for (; i <= len - Vector512<T>.Count; i += Vector512<T>.Count)
+            else
             {
-                var d0 = Vector512.Load(q + i) - vmean;
-                acc0 = MulAdd(d0, d0, acc0);
+                for (; i <= len - 2 * Vector512<T>.Count; i += 2 * Vector512<T>.Count)
+                {
+                    acc0 += Vector512.Load(q + i) - vc;
+                    acc1 += Vector512.Load(q + i + Vector512<T>.Count) - vc;
+                }
             }
             T tail = T.Zero;
             for (; i < len; i++)
             {
-                T d = q[i] - mean;
-                tail += d * d;
+                T d = q[i] - center;
+                tail += squared ? d * d : d;
             }
             total += double.CreateTruncating(Vector512.Sum(acc0 + acc1) + tail);
         }
         return total;
     }
 
-    /// <summary>y = x*scale + shift, then y = y*sigmoid(y) when <paramref name="silu"/>.</summary>
-    private static unsafe void AffineSilu<T>(T* x, T* y, int len, T scale, T shift, bool silu) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>y = (x - center)*scale + shift, then y = y*sigmoid(y) when <paramref name="silu"/>.</summary>
+    private static unsafe void AffineSilu<T>(T* x, T* y, int len, T center, T scale, T shift, bool silu) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        var vc = Vector512.Create(center);
         var vs = Vector512.Create(scale);
         var vb = Vector512.Create(shift);
         int i = 0;
@@ -271,34 +289,35 @@ public static class GroupNormCpu
         {
             for (; i <= len - Vector512<T>.Count; i += Vector512<T>.Count)
             {
-                var z = MulAdd(Vector512.Load(x + i), vs, vb);
+                var z = MulAdd(Vector512.Load(x + i) - vc, vs, vb);
                 (z * Sigmoid(z)).Store(y + i);
             }
             for (; i < len; i++)
             {
-                T z = x[i] * scale + shift;
+                T z = (x[i] - center) * scale + shift;
                 y[i] = z * Sigmoid(z);
             }
         }
         else
         {
             for (; i <= len - Vector512<T>.Count; i += Vector512<T>.Count)
-                MulAdd(Vector512.Load(x + i), vs, vb).Store(y + i);
-            for (; i < len; i++) y[i] = x[i] * scale + shift;
+                MulAdd(Vector512.Load(x + i) - vc, vs, vb).Store(y + i);
+            for (; i < len; i++) y[i] = (x[i] - center) * scale + shift;
         }
     }
 
     /// <summary>
-    /// For one channel: A = sum g and B = sum g*xhat with xhat = x*rstd + negMeanRstd and g = dy, or, when
+    /// For one channel: A = sum g and B = sum g*xhat with xhat = (x - mean)*rstd + offset and g = dy, or, when
     /// <paramref name="silu"/>, g = dy * silu'(z) with z = gamma*xhat + beta, stored into <paramref name="gOut"/>.
     /// silu'(z) = s*(1 + z*(1 - s)) with s = sigmoid(z) (from d/dz [z*s] = s + z*s*(1 - s)).
     /// </summary>
-    private static unsafe void ChannelGradientSums<T>(T* x, T* dy, T* gOut, int len, T rstd, T negMeanRstd, T gamma, T beta,
+    private static unsafe void ChannelGradientSums<T>(T* x, T* dy, T* gOut, int len, T mean, T rstd, T offset, T gamma, T beta,
         bool silu, out double sumG, out double sumGXhat)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        var vm = Vector512.Create(mean);
         var vr = Vector512.Create(rstd);
-        var vnm = Vector512.Create(negMeanRstd);
+        var vo = Vector512.Create(offset);
         var vg = Vector512.Create(gamma);
         var vb = Vector512.Create(beta);
         sumG = 0;
@@ -313,7 +332,7 @@ public static class GroupNormCpu
             {
                 for (; i <= end - Vector512<T>.Count; i += Vector512<T>.Count)
                 {
-                    var xhat = MulAdd(Vector512.Load(x + i), vr, vnm);
+                    var xhat = MulAdd(Vector512.Load(x + i) - vm, vr, vo);
                     var z = MulAdd(xhat, vg, vb);
                     var sg = Sigmoid(z);
                     // s + z*s*(1 - s)
@@ -327,7 +346,7 @@ public static class GroupNormCpu
             {
                 for (; i <= end - Vector512<T>.Count; i += Vector512<T>.Count)
                 {
-                    var xhat = MulAdd(Vector512.Load(x + i), vr, vnm);
+                    var xhat = MulAdd(Vector512.Load(x + i) - vm, vr, vo);
                     var g = Vector512.Load(dy + i);
                     accA += g;
                     accB = MulAdd(g, xhat, accB);
@@ -336,7 +355,7 @@ public static class GroupNormCpu
             T tailA = T.Zero, tailB = T.Zero;
             for (; i < end; i++)
             {
-                T xhat = x[i] * rstd + negMeanRstd;
+                T xhat = (x[i] - mean) * rstd + offset;
                 T g = dy[i];
                 if (silu)
                 {
@@ -353,16 +372,17 @@ public static class GroupNormCpu
         }
     }
 
-    /// <summary>dx = g*a + (x*k1 + k0); g may alias dx (each element is read before it is written).</summary>
-    private static unsafe void CombineGradient<T>(T* g, T* x, T* dx, int len, T a, T k1, T k0) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>dx = g*a + ((x - mean)*k1 + k0); g may alias dx (each element is read before it is written).</summary>
+    private static unsafe void CombineGradient<T>(T* g, T* x, T* dx, int len, T mean, T a, T k1, T k0) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        var vm = Vector512.Create(mean);
         var va = Vector512.Create(a);
         var vk1 = Vector512.Create(k1);
         var vk0 = Vector512.Create(k0);
         int i = 0;
         for (; i <= len - Vector512<T>.Count; i += Vector512<T>.Count)
-            MulAdd(Vector512.Load(g + i), va, MulAdd(Vector512.Load(x + i), vk1, vk0)).Store(dx + i);
-        for (; i < len; i++) dx[i] = g[i] * a + (x[i] * k1 + k0);
+            MulAdd(Vector512.Load(g + i), va, MulAdd(Vector512.Load(x + i) - vm, vk1, vk0)).Store(dx + i);
+        for (; i < len; i++) dx[i] = g[i] * a + ((x[i] - mean) * k1 + k0);
     }
 
     /// <summary>a*b + c, fused where the element type has a fused vector instruction.</summary>
