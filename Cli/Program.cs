@@ -8,7 +8,7 @@ usage: diffusion <command> [options]
 
 commands:
   demo     train a DDPM on a 2-D toy set, sample it, plot and score the samples (about a minute)
-           --data NAME (two-moons)  --steps N (3000)  --batch N (512)  --samples N (2000)
+           --data NAME (two-moons)  --steps N (10000)  --batch N (512)  --samples N (2000)
            --seed N (0)  --out DIR (runs/demo)
   train    train a score model
            --model mlp-2d  --data NAME  --objective ddpm  --steps N  --batch N  --lr X

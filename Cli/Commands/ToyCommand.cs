@@ -17,7 +17,7 @@ internal static class ToyCommand
 {
     public static int Demo(Arguments args, CancellationToken cancel)
     {
-        var settings = ToySettings.Read(args, defaultSteps: 3000, defaultOut: "runs/demo");
+        var settings = ToySettings.Read(args, defaultSteps: 10000, defaultOut: "runs/demo");
         args.RejectUnknown("demo");
         Console.WriteLine($"DiffusionCore demo: DDPM (L_simple, {settings.Timesteps} linear-beta steps) with the mlp-2d score net on '{Toy2d.Name(settings.Data)}', {settings.Steps} Adam steps of batch {settings.Batch}, on {CpuInfo()}");
         return Run(settings, cancel);
@@ -48,7 +48,7 @@ internal static class ToyCommand
         {
             var batch = Toy2d.Sample(s.Data, s.Batch, dataStream.Split((ulong)trainer!.Step).Seed);
             return DdpmObjective.SimpleLoss(model, schedule, Tensor.FromArray(batch, s.Batch, 2), g);
-        }, new TrainerOptions { Steps = s.Steps, LearningRate = s.LearningRate, WarmupSteps = Math.Min(100, s.Steps / 10), EmaDecay = 0.995 }, root.Split(3));
+        }, new TrainerOptions { Steps = s.Steps, LearningRate = s.LearningRate, WarmupSteps = Math.Min(100, s.Steps / 10), EmaDecay = 0.999 }, root.Split(3));
 
         var clock = Stopwatch.StartNew();
         var bar = new ConsoleProgress("train", s.Steps);
