@@ -169,7 +169,9 @@ public static unsafe class GemmCpu
     /// <summary>
     /// One thread's product, blocked for the caches: B in KC x NC blocks (L3), A in MC x KC blocks (L2),
     /// micro-panels of B (L1) and A streamed through the register tile. The first depth block applies
-    /// the caller's beta, the following ones accumulate (beta = 1).
+    /// the caller's beta, the following ones accumulate (beta = 1). Each micro-panel is packed just before
+    /// its first use (A panels in the first column sweep, B panels in the first row block), so the loads
+    /// of packing overlap the micro-kernels instead of stalling in a separate pass.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha,
@@ -185,21 +187,30 @@ public static unsafe class GemmCpu
             for (int pc = 0; pc < k; pc += KC)
             {
                 int kc = Math.Min(KC, k - pc);
-                PackB(transB, kc, nc, transB ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc, ldb, packB);
                 float betaBlock = pc == 0 ? beta : 1f;
                 for (int ic = 0; ic < m; ic += MC)
                 {
                     int mc = Math.Min(MC, m - ic);
-                    PackA(transA, mc, kc, transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda, packA);
                     for (int jr = 0; jr < nc; jr += NR)
                     {
                         int cols = Math.Min(NR, nc - jr);
                         float* bp = packB + (long)jr * kc;
+                        if (ic == 0)
+                        {
+                            int j = jc + jr;
+                            PackBPanel(transB, cols, kc, transB ? b + (long)j * ldb + pc : b + (long)pc * ldb + j, ldb, bp);
+                        }
                         float* cj = c + (long)ic * ldc + jc + jr;
                         for (int ir = 0; ir < mc; ir += MR)
                         {
                             int rows = Math.Min(MR, mc - ir);
                             float* ap = packA + (long)ir * kc;
+                            if (jr == 0)
+                            {
+                                int i = ic + ir;
+                                PackAPanel(transA, rows, Math.Min(MR, mc - ir - MR), kc,
+                                    transA ? a + (long)pc * lda + i : a + (long)i * lda + pc, lda, ap);
+                            }
                             if (wide) Kernel512(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
                             else Kernel256(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
                         }
@@ -210,85 +221,84 @@ public static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// Packs op(A)[0..mc, 0..kc] (src points at its first element) into MR-row micro-panels, each stored
-    /// column by column (element (r, p) at p * MR + r), zero-padding the last panel to MR rows.
+    /// Packs rows x kc of op(A) (src points at its first element) into an MR-row micro-panel stored column
+    /// by column (element (r, p) at p * MR + r), zero-padded to MR rows. <paramref name="nextRows"/> rows
+    /// of the following panel are prefetched.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackA(bool transA, int mc, int kc, float* src, int lda, float* dst)
+    private static void PackAPanel(bool transA, int rows, int nextRows, int kc, float* src, int lda, float* dst)
     {
-        for (int i0 = 0; i0 < mc; i0 += MR, dst += MR * kc)
+        if (transA)
         {
-            int rows = Math.Min(MR, mc - i0);
-            if (transA)
+            // op(A)(i, p) = A[p, i]: MR consecutive floats of stored row p.
+            float* s = src;
+            for (int p = 0; p < kc; p++, s += lda)
             {
-                // op(A)(i, p) = A[p, i]: MR consecutive floats of stored row p.
-                float* s = src + i0;
-                for (int p = 0; p < kc; p++, s += lda)
-                {
-                    float* d = dst + p * MR;
-                    if (rows == MR) Vector256.Store(Vector256.Load(s), d);
-                    else for (int r = 0; r < MR; r++) d[r] = r < rows ? s[r] : 0f;
-                }
+                float* d = dst + p * MR;
+                if (rows == MR) Vector256.Store(Vector256.Load(s), d);
+                else for (int r = 0; r < MR; r++) d[r] = r < rows ? s[r] : 0f;
             }
-            else
+            return;
+        }
+
+        // op(A)(i, p) = A[i, p]: rows of A become columns of the panel, 8 x 8 blocks at a time.
+        int p0 = 0;
+        if (rows == MR && Avx.IsSupported)
+        {
+            // The next panel's rows are short strided streams (kc floats, lda apart) that the hardware
+            // prefetcher barely catches; fetch them a cache line per row at a time.
+            float* next = src + MR * (long)lda;
+            for (; p0 + 8 <= kc; p0 += 8)
             {
-                // op(A)(i, p) = A[i, p]: rows of A become columns of the panel, 8 x 8 blocks at a time.
-                float* s = src + (long)i0 * lda;
-                int p0 = 0;
-                if (rows == MR && Avx.IsSupported)
-                    for (; p0 + 8 <= kc; p0 += 8) Transpose8x8(s + p0, lda, dst + p0 * MR, MR);
-                for (int r = 0; r < MR; r++)
-                {
-                    float* d = dst + r;
-                    if (r >= rows) for (int p = p0; p < kc; p++) d[p * MR] = 0f;
-                    else for (int p = p0; p < kc; p++) d[p * MR] = s[(long)r * lda + p];
-                }
+                if ((p0 & 15) == 0)
+                    for (int r = 0; r < nextRows; r++) Sse.Prefetch0(next + r * (long)lda + p0);
+                Transpose8x8(src + p0, lda, dst + p0 * MR, MR);
             }
+        }
+        for (int r = 0; r < MR; r++)
+        {
+            float* d = dst + r;
+            if (r >= rows) for (int p = p0; p < kc; p++) d[p * MR] = 0f;
+            else for (int p = p0; p < kc; p++) d[p * MR] = src[(long)r * lda + p];
         }
     }
 
     /// <summary>
-    /// Packs op(B)[0..kc, 0..nc] (src points at its first element) into NR-column micro-panels, each
-    /// stored row by row (element (p, j) at p * NR + j), zero-padding the last panel to NR columns.
+    /// Packs kc x cols of op(B) (src points at its first element) into an NR-column micro-panel stored row
+    /// by row (element (p, j) at p * NR + j), zero-padded to NR columns.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackB(bool transB, int kc, int nc, float* src, int ldb, float* dst)
+    private static void PackBPanel(bool transB, int cols, int kc, float* src, int ldb, float* dst)
     {
-        for (int j0 = 0; j0 < nc; j0 += NR, dst += NR * kc)
+        if (!transB)
         {
-            int cols = Math.Min(NR, nc - j0);
-            if (!transB)
+            // op(B)(p, j) = B[p, j]: NR consecutive floats of stored row p.
+            float* s = src;
+            for (int p = 0; p < kc; p++, s += ldb)
             {
-                // op(B)(p, j) = B[p, j]: NR consecutive floats of stored row p.
-                float* s = src + j0;
-                for (int p = 0; p < kc; p++, s += ldb)
+                float* d = dst + p * NR;
+                if (cols == NR)
                 {
-                    float* d = dst + p * NR;
-                    if (cols == NR)
-                    {
-                        Vector256.Store(Vector256.Load(s), d);
-                        Vector256.Store(Vector256.Load(s + 8), d + 8);
-                        Vector256.Store(Vector256.Load(s + 16), d + 16);
-                        Vector256.Store(Vector256.Load(s + 24), d + 24);
-                    }
-                    else for (int j = 0; j < NR; j++) d[j] = j < cols ? s[j] : 0f;
+                    Vector256.Store(Vector256.Load(s), d);
+                    Vector256.Store(Vector256.Load(s + 8), d + 8);
+                    Vector256.Store(Vector256.Load(s + 16), d + 16);
+                    Vector256.Store(Vector256.Load(s + 24), d + 24);
                 }
+                else for (int j = 0; j < NR; j++) d[j] = j < cols ? s[j] : 0f;
             }
-            else
-            {
-                // op(B)(p, j) = B[j, p]: rows of B become columns of the panel, 8 x 8 blocks at a time.
-                float* s = src + (long)j0 * ldb;
-                int p0 = 0;
-                if (cols == NR && Avx.IsSupported)
-                    for (; p0 + 8 <= kc; p0 += 8)
-                        for (int jb = 0; jb < NR; jb += 8) Transpose8x8(s + (long)jb * ldb + p0, ldb, dst + p0 * NR + jb, NR);
-                for (int j = 0; j < NR; j++)
-                {
-                    float* d = dst + j;
-                    if (j >= cols) for (int p = p0; p < kc; p++) d[p * NR] = 0f;
-                    else for (int p = p0; p < kc; p++) d[p * NR] = s[(long)j * ldb + p];
-                }
-            }
+            return;
+        }
+
+        // op(B)(p, j) = B[j, p]: rows of B become columns of the panel, 8 x 8 blocks at a time.
+        int p0 = 0;
+        if (cols == NR && Avx.IsSupported)
+            for (; p0 + 8 <= kc; p0 += 8)
+                for (int jb = 0; jb < NR; jb += 8) Transpose8x8(src + (long)jb * ldb + p0, ldb, dst + p0 * NR + jb, NR);
+        for (int j = 0; j < NR; j++)
+        {
+            float* d = dst + j;
+            if (j >= cols) for (int p = p0; p < kc; p++) d[p * NR] = 0f;
+            else for (int p = p0; p < kc; p++) d[p * NR] = src[(long)j * ldb + p];
         }
     }
 
