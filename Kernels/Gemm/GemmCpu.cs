@@ -35,6 +35,12 @@ public static unsafe class GemmCpu
     /// <summary>Multiply-adds a thread must get before splitting the product over threads pays.</summary>
     private const long MinWorkPerThread = 1 << 18;
 
+    /// <summary>Blocks of rows per thread when rows are shared out: enough for the early finisher to help.</summary>
+    private const int UnitsPerThread = 4;
+
+    /// <summary>Smallest block of rows handed to a thread: 8 micro-kernel calls per B micro-panel loaded.</summary>
+    private const int MinRowBlock = 8 * MR;
+
     [ThreadStatic] private static float[]? s_packA;
     [ThreadStatic] private static float[]? s_packB;
 
@@ -128,9 +134,10 @@ public static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// Splits C into one block of rows or of columns per thread and runs the blocked product on each.
-    /// Rows are preferred: each thread then packs only its own rows of A and a (cheap, contiguous) copy of
-    /// B. Columns are split when the rows would leave a thread idle or badly balanced (skinny m).
+    /// Chooses how to spread the product over threads. With enough rows, B is packed once per block and
+    /// shared, and the threads take blocks of rows of C from a common counter, so a thread that the OS
+    /// preempts (the cores are shared) is covered by the others. With few rows (skinny m), the columns of C
+    /// are split evenly and each thread runs the whole blocked product on its columns.
     /// </summary>
     private static void Packed(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
@@ -142,42 +149,74 @@ public static unsafe class GemmCpu
             Blocked(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        int mTiles = (m + MR - 1) / MR, nTiles = (n + NR - 1) / NR;
-        if (Balance(mTiles, threads) >= 0.95 * Balance(nTiles, threads))
+        int rowBlock = Math.Clamp(RoundUp((m + UnitsPerThread * threads - 1) / (UnitsPerThread * threads), MR), MinRowBlock, MC);
+        if (m >= threads * rowBlock)
         {
-            CpuParallel.For(mTiles, Math.Max(1, mTiles / threads), (start, end) =>
-            {
-                int i0 = (int)start * MR, i1 = Math.Min(m, (int)end * MR);
-                float* ai = transA ? a + i0 : a + (long)i0 * lda;
-                Blocked(transA, transB, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + (long)i0 * ldc, ldc);
-            });
+            SharedB(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, rowBlock);
+            return;
         }
-        else
+        int nTiles = (n + NR - 1) / NR;
+        CpuParallel.For(nTiles, Math.Max(1, nTiles / threads), (start, end) =>
         {
-            CpuParallel.For(nTiles, Math.Max(1, nTiles / threads), (start, end) =>
+            int j0 = (int)start * NR, j1 = Math.Min(n, (int)end * NR);
+            float* bj = transB ? b + (long)j0 * ldb : b + j0;
+            Blocked(transA, transB, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+        });
+    }
+
+    /// <summary>
+    /// Multithreaded product over rows: per KC x NC block, the threads first pack the panels of B together
+    /// into one shared buffer, then take blocks of <paramref name="rowBlock"/> rows of C in turn, each
+    /// packing its rows of A into its own buffer.
+    /// </summary>
+    private static void SharedB(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int threads, int rowBlock)
+    {
+        int kcMax = Math.Min(KC, k);
+        float* packB = PackBuffer(ref s_packB, RoundUp(Math.Min(NC, n), NR) * kcMax);
+        int rowBlocks = (m + rowBlock - 1) / rowBlock;
+        for (int jc = 0; jc < n; jc += NC)
+        {
+            int nc = Math.Min(NC, n - jc);
+            int panels = (nc + NR - 1) / NR;
+            for (int pc = 0; pc < k; pc += KC)
             {
-                int j0 = (int)start * NR, j1 = Math.Min(n, (int)end * NR);
-                float* bj = transB ? b + (long)j0 * ldb : b + j0;
-                Blocked(transA, transB, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
-            });
+                int kc = Math.Min(KC, k - pc);
+                float betaBlock = pc == 0 ? beta : 1f;
+                CpuParallel.For(panels, Math.Max(1, panels / threads), (start, end) =>
+                {
+                    for (int jr = (int)start * NR; jr < end * NR && jr < nc; jr += NR)
+                    {
+                        int j = jc + jr;
+                        PackBPanel(transB, Math.Min(NR, nc - jr), kc,
+                            transB ? b + (long)j * ldb + pc : b + (long)pc * ldb + j, ldb, packB + (long)jr * kc);
+                    }
+                });
+                int nextBlock = 0;
+                CpuParallel.For(threads, 1, (_, _) =>
+                {
+                    float* packA = PackBuffer(ref s_packA, rowBlock * kc);
+                    for (int block; (block = Interlocked.Increment(ref nextBlock) - 1) < rowBlocks;)
+                    {
+                        int ic = block * rowBlock, mc = Math.Min(rowBlock, m - ic);
+                        MacroKernel(transA, transB, false, mc, nc, kc, alpha, betaBlock,
+                            transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda,
+                            b, ldb, packA, packB, c + (long)ic * ldc + jc, ldc);
+                    }
+                });
+            }
         }
     }
 
-    /// <summary>Fraction of the threads' time spent working when <paramref name="tiles"/> are dealt out evenly.</summary>
-    private static double Balance(int tiles, int threads) => tiles / (double)(threads * ((tiles + threads - 1) / threads));
-
     /// <summary>
-    /// One thread's product, blocked for the caches: B in KC x NC blocks (L3), A in MC x KC blocks (L2),
-    /// micro-panels of B (L1) and A streamed through the register tile. The first depth block applies
-    /// the caller's beta, the following ones accumulate (beta = 1). Each micro-panel is packed just before
-    /// its first use (A panels in the first column sweep, B panels in the first row block), so the loads
-    /// of packing overlap the micro-kernels instead of stalling in a separate pass.
+    /// One thread's product, blocked for the caches (Goto's algorithm, BLIS loop order jc, pc, ic, jr, ir):
+    /// B in KC x NC blocks (L3), A in MC x KC blocks (L2), micro-panels of B (L1) and of A streamed
+    /// through the register tile. The first depth block applies the caller's beta, the following ones
+    /// accumulate (beta = 1).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        bool wide = Vector512.IsHardwareAccelerated;
         int kcMax = Math.Min(KC, k);
         float* packA = PackBuffer(ref s_packA, RoundUp(Math.Min(MC, m), MR) * kcMax);
         float* packB = PackBuffer(ref s_packB, RoundUp(Math.Min(NC, n), NR) * kcMax);
@@ -188,34 +227,43 @@ public static unsafe class GemmCpu
             {
                 int kc = Math.Min(KC, k - pc);
                 float betaBlock = pc == 0 ? beta : 1f;
+                float* bBlock = transB ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
                 for (int ic = 0; ic < m; ic += MC)
                 {
-                    int mc = Math.Min(MC, m - ic);
-                    for (int jr = 0; jr < nc; jr += NR)
-                    {
-                        int cols = Math.Min(NR, nc - jr);
-                        float* bp = packB + (long)jr * kc;
-                        if (ic == 0)
-                        {
-                            int j = jc + jr;
-                            PackBPanel(transB, cols, kc, transB ? b + (long)j * ldb + pc : b + (long)pc * ldb + j, ldb, bp);
-                        }
-                        float* cj = c + (long)ic * ldc + jc + jr;
-                        for (int ir = 0; ir < mc; ir += MR)
-                        {
-                            int rows = Math.Min(MR, mc - ir);
-                            float* ap = packA + (long)ir * kc;
-                            if (jr == 0)
-                            {
-                                int i = ic + ir;
-                                PackAPanel(transA, rows, Math.Min(MR, mc - ir - MR), kc,
-                                    transA ? a + (long)pc * lda + i : a + (long)i * lda + pc, lda, ap);
-                            }
-                            if (wide) Kernel512(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
-                            else Kernel256(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
-                        }
-                    }
+                    MacroKernel(transA, transB, ic == 0, Math.Min(MC, m - ic), nc, kc, alpha, betaBlock,
+                        transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda,
+                        bBlock, ldb, packA, packB, c + (long)ic * ldc + jc, ldc);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// C[mc x nc] = alpha * op(A)[mc x kc] * op(B)[kc x nc] + beta * C, with aBlock, bBlock and cBlock at
+    /// the blocks' first elements. Every A micro-panel is packed just before its first use (in the first
+    /// column sweep), and so is every B micro-panel when <paramref name="packB"/> is set (otherwise
+    /// <paramref name="packedB"/> already holds them): the loads of packing overlap the micro-kernels
+    /// instead of stalling in a separate pass.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MacroKernel(bool transA, bool transB, bool packB, int mc, int nc, int kc, float alpha, float beta,
+        float* aBlock, int lda, float* bBlock, int ldb, float* packedA, float* packedB, float* cBlock, int ldc)
+    {
+        bool wide = Vector512.IsHardwareAccelerated;
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int cols = Math.Min(NR, nc - jr);
+            float* bp = packedB + (long)jr * kc;
+            if (packB) PackBPanel(transB, cols, kc, transB ? bBlock + (long)jr * ldb : bBlock + jr, ldb, bp);
+            float* cj = cBlock + jr;
+            for (int ir = 0; ir < mc; ir += MR)
+            {
+                int rows = Math.Min(MR, mc - ir);
+                float* ap = packedA + (long)ir * kc;
+                if (jr == 0)
+                    PackAPanel(transA, rows, Math.Min(MR, mc - ir - MR), kc, transA ? aBlock + ir : aBlock + (long)ir * lda, lda, ap);
+                if (wide) Kernel512(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, beta);
+                else Kernel256(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, beta);
             }
         }
     }
