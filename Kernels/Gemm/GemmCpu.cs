@@ -35,6 +35,12 @@ public static unsafe class GemmCpu
     /// <summary>Multiply-adds a thread must get before splitting the product over threads pays.</summary>
     private const long MinWorkPerThread = 1 << 18;
 
+    /// <summary>Blocks of rows per thread when rows are shared out: enough for the early finisher to help.</summary>
+    private const int UnitsPerThread = 4;
+
+    /// <summary>Smallest block of rows handed to a thread: 8 micro-kernel calls per B micro-panel loaded.</summary>
+    private const int MinRowBlock = 8 * MR;
+
     [ThreadStatic] private static float[]? s_packA;
     [ThreadStatic] private static float[]? s_packB;
 
@@ -128,9 +134,10 @@ public static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// Splits C into one block of rows or of columns per thread and runs the blocked product on each.
-    /// Rows are preferred: each thread then packs only its own rows of A and a (cheap, contiguous) copy of
-    /// B. Columns are split when the rows would leave a thread idle or badly balanced (skinny m).
+    /// Chooses how to spread the product over threads. With enough rows, B is packed once per block and
+    /// shared, and the threads take blocks of rows of C from a common counter, so a thread that the OS
+    /// preempts (the cores are shared) is covered by the others. With few rows (skinny m), the columns of C
+    /// are split evenly and each thread runs the whole blocked product on its columns.
     /// </summary>
     private static void Packed(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
@@ -142,40 +149,74 @@ public static unsafe class GemmCpu
             Blocked(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        int mTiles = (m + MR - 1) / MR, nTiles = (n + NR - 1) / NR;
-        if (Balance(mTiles, threads) >= 0.95 * Balance(nTiles, threads))
+        int rowBlock = Math.Clamp(RoundUp((m + UnitsPerThread * threads - 1) / (UnitsPerThread * threads), MR), MinRowBlock, MC);
+        if (m >= threads * rowBlock)
         {
-            CpuParallel.For(mTiles, Math.Max(1, mTiles / threads), (start, end) =>
-            {
-                int i0 = (int)start * MR, i1 = Math.Min(m, (int)end * MR);
-                float* ai = transA ? a + i0 : a + (long)i0 * lda;
-                Blocked(transA, transB, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + (long)i0 * ldc, ldc);
-            });
+            SharedB(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, rowBlock);
+            return;
         }
-        else
+        int nTiles = (n + NR - 1) / NR;
+        CpuParallel.For(nTiles, Math.Max(1, nTiles / threads), (start, end) =>
         {
-            CpuParallel.For(nTiles, Math.Max(1, nTiles / threads), (start, end) =>
+            int j0 = (int)start * NR, j1 = Math.Min(n, (int)end * NR);
+            float* bj = transB ? b + (long)j0 * ldb : b + j0;
+            Blocked(transA, transB, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+        });
+    }
+
+    /// <summary>
+    /// Multithreaded product over rows: per KC x NC block, the threads first pack the panels of B together
+    /// into one shared buffer, then take blocks of <paramref name="rowBlock"/> rows of C in turn, each
+    /// packing its rows of A into its own buffer.
+    /// </summary>
+    private static void SharedB(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int threads, int rowBlock)
+    {
+        int kcMax = Math.Min(KC, k);
+        float* packB = PackBuffer(ref s_packB, RoundUp(Math.Min(NC, n), NR) * kcMax);
+        int rowBlocks = (m + rowBlock - 1) / rowBlock;
+        for (int jc = 0; jc < n; jc += NC)
+        {
+            int nc = Math.Min(NC, n - jc);
+            int panels = (nc + NR - 1) / NR;
+            for (int pc = 0; pc < k; pc += KC)
             {
-                int j0 = (int)start * NR, j1 = Math.Min(n, (int)end * NR);
-                float* bj = transB ? b + (long)j0 * ldb : b + j0;
-                Blocked(transA, transB, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
-            });
+                int kc = Math.Min(KC, k - pc);
+                float betaBlock = pc == 0 ? beta : 1f;
+                CpuParallel.For(panels, Math.Max(1, panels / threads), (start, end) =>
+                {
+                    for (int jr = (int)start * NR; jr < end * NR && jr < nc; jr += NR)
+                    {
+                        int j = jc + jr;
+                        PackBPanel(transB, Math.Min(NR, nc - jr), kc,
+                            transB ? b + (long)j * ldb + pc : b + (long)pc * ldb + j, ldb, packB + (long)jr * kc);
+                    }
+                });
+                int nextBlock = 0;
+                CpuParallel.For(threads, 1, (_, _) =>
+                {
+                    float* packA = PackBuffer(ref s_packA, rowBlock * kc);
+                    for (int block; (block = Interlocked.Increment(ref nextBlock) - 1) < rowBlocks;)
+                    {
+                        int ic = block * rowBlock, mc = Math.Min(rowBlock, m - ic);
+                        MacroKernel(transA, transB, false, mc, nc, kc, alpha, betaBlock,
+                            transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda,
+                            b, ldb, packA, packB, c + (long)ic * ldc + jc, ldc);
+                    }
+                });
+            }
         }
     }
 
-    /// <summary>Fraction of the threads' time spent working when <paramref name="tiles"/> are dealt out evenly.</summary>
-    private static double Balance(int tiles, int threads) => tiles / (double)(threads * ((tiles + threads - 1) / threads));
-
     /// <summary>
-    /// One thread's product, blocked for the caches: B in KC x NC blocks (L3), A in MC x KC blocks (L2),
-    /// micro-panels of B (L1) and A streamed through the register tile. The first depth block applies
-    /// the caller's beta, the following ones accumulate (beta = 1).
+    /// One thread's product, blocked for the caches (Goto's algorithm, BLIS loop order jc, pc, ic, jr, ir):
+    /// B in KC x NC blocks (L3), A in MC x KC blocks (L2), micro-panels of B (L1) and of A streamed
+    /// through the register tile. The first depth block applies the caller's beta, the following ones
+    /// accumulate (beta = 1).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        bool wide = Vector512.IsHardwareAccelerated;
         int kcMax = Math.Min(KC, k);
         float* packA = PackBuffer(ref s_packA, RoundUp(Math.Min(MC, m), MR) * kcMax);
         float* packB = PackBuffer(ref s_packB, RoundUp(Math.Min(NC, n), NR) * kcMax);
@@ -185,110 +226,127 @@ public static unsafe class GemmCpu
             for (int pc = 0; pc < k; pc += KC)
             {
                 int kc = Math.Min(KC, k - pc);
-                PackB(transB, kc, nc, transB ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc, ldb, packB);
                 float betaBlock = pc == 0 ? beta : 1f;
+                float* bBlock = transB ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
                 for (int ic = 0; ic < m; ic += MC)
                 {
-                    int mc = Math.Min(MC, m - ic);
-                    PackA(transA, mc, kc, transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda, packA);
-                    for (int jr = 0; jr < nc; jr += NR)
-                    {
-                        int cols = Math.Min(NR, nc - jr);
-                        float* bp = packB + (long)jr * kc;
-                        float* cj = c + (long)ic * ldc + jc + jr;
-                        for (int ir = 0; ir < mc; ir += MR)
-                        {
-                            int rows = Math.Min(MR, mc - ir);
-                            float* ap = packA + (long)ir * kc;
-                            if (wide) Kernel512(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
-                            else Kernel256(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, betaBlock);
-                        }
-                    }
+                    MacroKernel(transA, transB, ic == 0, Math.Min(MC, m - ic), nc, kc, alpha, betaBlock,
+                        transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda,
+                        bBlock, ldb, packA, packB, c + (long)ic * ldc + jc, ldc);
                 }
             }
         }
     }
 
     /// <summary>
-    /// Packs op(A)[0..mc, 0..kc] (src points at its first element) into MR-row micro-panels, each stored
-    /// column by column (element (r, p) at p * MR + r), zero-padding the last panel to MR rows.
+    /// C[mc x nc] = alpha * op(A)[mc x kc] * op(B)[kc x nc] + beta * C, with aBlock, bBlock and cBlock at
+    /// the blocks' first elements. Every A micro-panel is packed just before its first use (in the first
+    /// column sweep), and so is every B micro-panel when <paramref name="packB"/> is set (otherwise
+    /// <paramref name="packedB"/> already holds them): the loads of packing overlap the micro-kernels
+    /// instead of stalling in a separate pass.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackA(bool transA, int mc, int kc, float* src, int lda, float* dst)
+    private static void MacroKernel(bool transA, bool transB, bool packB, int mc, int nc, int kc, float alpha, float beta,
+        float* aBlock, int lda, float* bBlock, int ldb, float* packedA, float* packedB, float* cBlock, int ldc)
     {
-        for (int i0 = 0; i0 < mc; i0 += MR, dst += MR * kc)
+        bool wide = Vector512.IsHardwareAccelerated;
+        for (int jr = 0; jr < nc; jr += NR)
         {
-            int rows = Math.Min(MR, mc - i0);
-            if (transA)
+            int cols = Math.Min(NR, nc - jr);
+            float* bp = packedB + (long)jr * kc;
+            if (packB) PackBPanel(transB, cols, kc, transB ? bBlock + (long)jr * ldb : bBlock + jr, ldb, bp);
+            float* cj = cBlock + jr;
+            for (int ir = 0; ir < mc; ir += MR)
             {
-                // op(A)(i, p) = A[p, i]: MR consecutive floats of stored row p.
-                float* s = src + i0;
-                for (int p = 0; p < kc; p++, s += lda)
-                {
-                    float* d = dst + p * MR;
-                    if (rows == MR) Vector256.Store(Vector256.Load(s), d);
-                    else for (int r = 0; r < MR; r++) d[r] = r < rows ? s[r] : 0f;
-                }
-            }
-            else
-            {
-                // op(A)(i, p) = A[i, p]: rows of A become columns of the panel, 8 x 8 blocks at a time.
-                float* s = src + (long)i0 * lda;
-                int p0 = 0;
-                if (rows == MR && Avx.IsSupported)
-                    for (; p0 + 8 <= kc; p0 += 8) Transpose8x8(s + p0, lda, dst + p0 * MR, MR);
-                for (int r = 0; r < MR; r++)
-                {
-                    float* d = dst + r;
-                    if (r >= rows) for (int p = p0; p < kc; p++) d[p * MR] = 0f;
-                    else for (int p = p0; p < kc; p++) d[p * MR] = s[(long)r * lda + p];
-                }
+                int rows = Math.Min(MR, mc - ir);
+                float* ap = packedA + (long)ir * kc;
+                if (jr == 0)
+                    PackAPanel(transA, rows, Math.Min(MR, mc - ir - MR), kc, transA ? aBlock + ir : aBlock + (long)ir * lda, lda, ap);
+                if (wide) Kernel512(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, beta);
+                else Kernel256(kc, ap, bp, cj + (long)ir * ldc, ldc, rows, cols, alpha, beta);
             }
         }
     }
 
     /// <summary>
-    /// Packs op(B)[0..kc, 0..nc] (src points at its first element) into NR-column micro-panels, each
-    /// stored row by row (element (p, j) at p * NR + j), zero-padding the last panel to NR columns.
+    /// Packs rows x kc of op(A) (src points at its first element) into an MR-row micro-panel stored column
+    /// by column (element (r, p) at p * MR + r), zero-padded to MR rows. <paramref name="nextRows"/> rows
+    /// of the following panel are prefetched.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackB(bool transB, int kc, int nc, float* src, int ldb, float* dst)
+    private static void PackAPanel(bool transA, int rows, int nextRows, int kc, float* src, int lda, float* dst)
     {
-        for (int j0 = 0; j0 < nc; j0 += NR, dst += NR * kc)
+        if (transA)
         {
-            int cols = Math.Min(NR, nc - j0);
-            if (!transB)
+            // op(A)(i, p) = A[p, i]: MR consecutive floats of stored row p.
+            float* s = src;
+            for (int p = 0; p < kc; p++, s += lda)
             {
-                // op(B)(p, j) = B[p, j]: NR consecutive floats of stored row p.
-                float* s = src + j0;
-                for (int p = 0; p < kc; p++, s += ldb)
-                {
-                    float* d = dst + p * NR;
-                    if (cols == NR)
-                    {
-                        Vector256.Store(Vector256.Load(s), d);
-                        Vector256.Store(Vector256.Load(s + 8), d + 8);
-                        Vector256.Store(Vector256.Load(s + 16), d + 16);
-                        Vector256.Store(Vector256.Load(s + 24), d + 24);
-                    }
-                    else for (int j = 0; j < NR; j++) d[j] = j < cols ? s[j] : 0f;
-                }
+                float* d = dst + p * MR;
+                if (rows == MR) Vector256.Store(Vector256.Load(s), d);
+                else for (int r = 0; r < MR; r++) d[r] = r < rows ? s[r] : 0f;
             }
-            else
+            return;
+        }
+
+        // op(A)(i, p) = A[i, p]: rows of A become columns of the panel, 8 x 8 blocks at a time.
+        int p0 = 0;
+        if (rows == MR && Avx.IsSupported)
+        {
+            // The next panel's rows are short strided streams (kc floats, lda apart) that the hardware
+            // prefetcher barely catches; fetch them a cache line per row at a time.
+            float* next = src + MR * (long)lda;
+            for (; p0 + 8 <= kc; p0 += 8)
             {
-                // op(B)(p, j) = B[j, p]: rows of B become columns of the panel, 8 x 8 blocks at a time.
-                float* s = src + (long)j0 * ldb;
-                int p0 = 0;
-                if (cols == NR && Avx.IsSupported)
-                    for (; p0 + 8 <= kc; p0 += 8)
-                        for (int jb = 0; jb < NR; jb += 8) Transpose8x8(s + (long)jb * ldb + p0, ldb, dst + p0 * NR + jb, NR);
-                for (int j = 0; j < NR; j++)
-                {
-                    float* d = dst + j;
-                    if (j >= cols) for (int p = p0; p < kc; p++) d[p * NR] = 0f;
-                    else for (int p = p0; p < kc; p++) d[p * NR] = s[(long)j * ldb + p];
-                }
+                if ((p0 & 15) == 0)
+                    for (int r = 0; r < nextRows; r++) Sse.Prefetch0(next + r * (long)lda + p0);
+                Transpose8x8(src + p0, lda, dst + p0 * MR, MR);
             }
+        }
+        for (int r = 0; r < MR; r++)
+        {
+            float* d = dst + r;
+            if (r >= rows) for (int p = p0; p < kc; p++) d[p * MR] = 0f;
+            else for (int p = p0; p < kc; p++) d[p * MR] = src[(long)r * lda + p];
+        }
+    }
+
+    /// <summary>
+    /// Packs kc x cols of op(B) (src points at its first element) into an NR-column micro-panel stored row
+    /// by row (element (p, j) at p * NR + j), zero-padded to NR columns.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBPanel(bool transB, int cols, int kc, float* src, int ldb, float* dst)
+    {
+        if (!transB)
+        {
+            // op(B)(p, j) = B[p, j]: NR consecutive floats of stored row p.
+            float* s = src;
+            for (int p = 0; p < kc; p++, s += ldb)
+            {
+                float* d = dst + p * NR;
+                if (cols == NR)
+                {
+                    Vector256.Store(Vector256.Load(s), d);
+                    Vector256.Store(Vector256.Load(s + 8), d + 8);
+                    Vector256.Store(Vector256.Load(s + 16), d + 16);
+                    Vector256.Store(Vector256.Load(s + 24), d + 24);
+                }
+                else for (int j = 0; j < NR; j++) d[j] = j < cols ? s[j] : 0f;
+            }
+            return;
+        }
+
+        // op(B)(p, j) = B[j, p]: rows of B become columns of the panel, 8 x 8 blocks at a time.
+        int p0 = 0;
+        if (cols == NR && Avx.IsSupported)
+            for (; p0 + 8 <= kc; p0 += 8)
+                for (int jb = 0; jb < NR; jb += 8) Transpose8x8(src + (long)jb * ldb + p0, ldb, dst + p0 * NR + jb, NR);
+        for (int j = 0; j < NR; j++)
+        {
+            float* d = dst + j;
+            if (j >= cols) for (int p = p0; p < kc; p++) d[p * NR] = 0f;
+            else for (int p = p0; p < kc; p++) d[p * NR] = src[(long)j * ldb + p];
         }
     }
 

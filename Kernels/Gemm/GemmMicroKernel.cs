@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace DiffusionCore.Kernels.Gemm;
 
@@ -26,6 +27,17 @@ internal static unsafe class GemmMicroKernel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Kernel512(int kc, float* a, float* b, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
+        if (Sse.IsSupported)
+        {
+            // The tile of C is read and written only after the k loop; start fetching its lines now, as
+            // they are usually long evicted (rows of C are ldc floats apart, and C is revisited only once
+            // per depth block).
+            for (int r = 0; r < rows; r++)
+            {
+                Sse.PrefetchNonTemporal(c + (long)r * ldc);
+                Sse.PrefetchNonTemporal(c + (long)r * ldc + cols - 1);
+            }
+        }
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;

@@ -13,12 +13,13 @@ public class GemmTests
     /// <summary>
     /// Shapes (m, n, k): sizes 1, 7, 63, 65, 1000 that are not multiples of the 8 x 32 register tile; k
     /// above the 256-deep block (several depth blocks, beta applied once); m above the 384-row block; n above
-    /// the 4096-column block; and enough work for the product to be split over threads.
+    /// the 4096-column block, on one thread (3 x 4100) and with rows shared over threads (130 x 4200); the
+    /// threaded paths: rows shared out (400 x 70 x 600) and columns split (63 x 65 x 1000).
     /// </summary>
     private static readonly int[][] Shapes =
     [
         [1, 1, 1], [7, 63, 65], [65, 7, 63], [63, 65, 1000], [1, 1000, 7], [1000, 1, 7], [33, 40, 2],
-        [400, 70, 600], [9, 4100, 20],
+        [400, 70, 600], [3, 4100, 20], [130, 4200, 3],
     ];
 
     /// <summary>
@@ -160,12 +161,13 @@ public class GemmTests
 
     /// <summary>
     /// Every element of C is summed in the same order whatever the split over threads (the split only
-    /// chooses which thread computes a tile), so one thread and many give bit-identical results.
+    /// chooses which thread computes a tile), so one thread and many give bit-identical results. Two
+    /// threads share out blocks of rows; seven are too many for 400 rows, so the columns are split.
     /// </summary>
     [Test]
-    public void ResultDoesNotDependOnThreadCount([Values] bool transA)
+    public void ResultDoesNotDependOnThreadCount([Values] bool transA, [Values(2, 7)] int threads)
     {
-        const int m = 200, n = 300, k = 280;
+        const int m = 400, n = 300, k = 100;
         var rng = new System.Random(8);
         var a = RandomMatrix(rng, m * k);
         var b = RandomMatrix(rng, k * n);
@@ -177,7 +179,7 @@ public class GemmTests
         {
             CpuParallel.Threads = 1;
             GemmCpu.Sgemm(transA, false, m, n, k, 1f, a, lda, b, n, 0f, c1, n);
-            CpuParallel.Threads = 4;
+            CpuParallel.Threads = threads;
             GemmCpu.Sgemm(transA, false, m, n, k, 1f, a, lda, b, n, 0f, cMany, n);
         }
         finally
