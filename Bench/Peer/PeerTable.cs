@@ -37,6 +37,13 @@ public static class PeerTable
     /// <summary>Timed seconds aimed at per side and workload; the repetition count follows from the warm-up.</summary>
     private const double TargetSeconds = 1.0;
 
+    /// <summary>
+    /// Untimed pause before every timed call, so that each side starts on idle cores: after a libtorch call
+    /// its OpenMP workers keep spinning for GOMP_SPINCOUNT iterations (about 20 ns each here; 100000 in
+    /// run-peer.sh's tuned run, about 2 ms), and would otherwise take a core from our next call.
+    /// </summary>
+    private const int SettleMilliseconds = 5;
+
     private static readonly List<Workload> Registry = Builtin();
 
     /// <summary>The registered workloads, in table order.</summary>
@@ -76,13 +83,15 @@ public static class PeerTable
         Console.WriteLine($"cores {Environment.ProcessorCount}; {Environment.OSVersion}; .NET {Environment.Version}");
         Console.WriteLine($"GLIBC_TUNABLES={Env("GLIBC_TUNABLES")} OMP_WAIT_POLICY={Env("OMP_WAIT_POLICY")} GOMP_SPINCOUNT={Env("GOMP_SPINCOUNT")}");
         Console.WriteLine(LibTorchPeer.Initialise());
-        Console.WriteLine($"median of >= {MinReps} alternating repetitions after {WarmupCalls} warm-up calls each; ratio = libtorch / ours (> 1: ours faster)");
+        if (Env("OMP_WAIT_POLICY").Equals("active", StringComparison.OrdinalIgnoreCase) && Env("GOMP_SPINCOUNT") == "(unset)")
+            Console.WriteLine("warning: OMP_WAIT_POLICY=ACTIVE without GOMP_SPINCOUNT: libtorch's idle OpenMP workers spin without end and slow our side; see Bench/run-peer.sh");
+        Console.WriteLine($"median of >= {MinReps} alternating repetitions after {WarmupCalls} warm-up calls each, {SettleMilliseconds} ms idle before each; ratio = libtorch / ours (> 1: ours faster)");
         Console.WriteLine();
-        Console.WriteLine($"{"workload",-16} {"ours ms",10} {"libtorch ms",12} {"ratio",7} {"ours GF/s",10} {"torch GF/s",11}  description");
+        Console.WriteLine($"{"workload",-20} {"ours ms",10} {"libtorch ms",12} {"ratio",7} {"ours GF/s",10} {"torch GF/s",11}  description");
         foreach (var w in selected)
         {
             var (ours, peer) = Measure(w);
-            Console.WriteLine($"{w.Id,-16} {Ms(ours),10} {Ms(peer),12} {Ratio(peer, ours),7} {Rate(w.Flops, ours),10} {Rate(w.Flops, peer),11}  {w.Description}");
+            Console.WriteLine($"{w.Id,-20} {Ms(ours),10} {Ms(peer),12} {Ratio(peer, ours),7} {Rate(w.Flops, ours),10} {Rate(w.Flops, peer),11}  {w.Description}");
         }
     }
 
@@ -108,6 +117,7 @@ public static class PeerTable
 
     private static double Time(Action a)
     {
+        Thread.Sleep(SettleMilliseconds);
         long start = Stopwatch.GetTimestamp();
         a();
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
