@@ -9,7 +9,7 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 namespace DiffusionCore.Bench;
 
 /// <summary>
-/// Entry point: <c>dotnet run -c Release --project Bench -- --filter '*Gemm*'</c>. Runs the selected
+/// Entry point: <c>dotnet run -c Release --project Bench -- --filter '*Gemm*'</c>, or <c>-- peer [K1 K3 ...]</c> for the side-by-side table against libtorch. Runs the selected
 /// BenchmarkDotNet classes, then prints one line per workload: median time and GFLOP/s.
 /// </summary>
 public static class Program
@@ -17,6 +17,13 @@ public static class Program
     /// <summary>Runs the benchmarks chosen by <paramref name="args"/> and prints the summary table.</summary>
     public static void Main(string[] args)
     {
+        // Peer mode (Bench/run-peer.sh): ours and libtorch alternating in one process, ratio table.
+        if (args is ["peer", .. var workloads])
+        {
+            Peer.OursWorkloads.Register();
+            Peer.PeerTable.Run(workloads);
+            return;
+        }
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create()).ToList();
         PrintSummary(summaries);
     }
