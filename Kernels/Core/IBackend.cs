@@ -1,3 +1,5 @@
+using DiffusionCore.Kernels.Conv;
+
 namespace DiffusionCore.Kernels;
 
 /// <summary>
@@ -83,4 +85,78 @@ public interface IBackend : IDisposable
     /// <c>offset + e / 4</c>, lane <c>e % 4</c>, so any backend and thread count give the same numbers.
     /// </summary>
     void FillRandom(DeviceBuffer dst, RandomDistribution distribution, ulong seed, ulong blockOffset);
+
+    /// <summary>
+    /// Conv2d forward over contiguous NCHW buffers laid out as <paramref name="shape"/> describes:
+    /// y[N, Cout, OutH, OutW] = conv2d(x[N, Cin, H, W], w[Cout, Cin, KH, KW]) + bias[Cout], zero padding, one
+    /// stride on both axes. <paramref name="bias"/> may be null (no bias). y must not overlap the inputs.
+    /// </summary>
+    void Conv2dForward(Conv2dShape shape, DeviceBuffer x, DeviceBuffer w, DeviceBuffer? bias, DeviceBuffer y);
+
+    /// <summary>
+    /// Input gradient of <see cref="Conv2dForward"/>: dx[N, Cin, H, W] = ∂L/∂x given dy[N, Cout, OutH, OutW]
+    /// (the adjoint of the convolution in x; overwritten). dx must not overlap the inputs.
+    /// </summary>
+    void Conv2dBackwardInput(Conv2dShape shape, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer dx);
+
+    /// <summary>
+    /// Weight gradient of <see cref="Conv2dForward"/>: dw[Cout, Cin, KH, KW] = ∂L/∂w given x and dy (overwritten), and
+    /// db[Cout] = Σ_{n, oh, ow} dy when <paramref name="db"/> is not null. Outputs must not overlap the inputs.
+    /// </summary>
+    void Conv2dBackwardWeight(Conv2dShape shape, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, DeviceBuffer? db);
+
+    /// <summary>
+    /// Group normalisation (Wu and He 2018) of x[N, C, spatial], optionally followed by SiLU: per (n, group) block
+    /// of C/groups channels, xhat = (x - mean) * rstd with rstd = 1/sqrt(biased variance + eps), then
+    /// y = gamma[c] xhat + beta[c] (and y = y sigmoid(y) when <paramref name="fuseSilu"/>). Writes mean and rstd
+    /// [N, groups] for <see cref="GroupNormBackward"/>. C must be a multiple of groups, spatial at least 1.
+    /// </summary>
+    void GroupNormForward(int batch, int channels, int spatial, int groups, double eps,
+        DeviceBuffer x, DeviceBuffer gamma, DeviceBuffer beta, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd, bool fuseSilu);
+
+    /// <summary>
+    /// Backward of <see cref="GroupNormForward"/> from the saved mean and rstd: dx[N, C, spatial], and dgamma[C],
+    /// dbeta[C] summed over the batch (all overwritten). With <paramref name="fuseSilu"/> the SiLU is differentiated
+    /// too (its input recomputed from x, mean, rstd, gamma and beta). dx must not overlap x or dy.
+    /// </summary>
+    void GroupNormBackward(int batch, int channels, int spatial, int groups,
+        DeviceBuffer x, DeviceBuffer gamma, DeviceBuffer beta, DeviceBuffer mean, DeviceBuffer rstd,
+        DeviceBuffer dy, DeviceBuffer dx, DeviceBuffer dgamma, DeviceBuffer dbeta, bool fuseSilu);
+
+    /// <summary>Nearest-neighbour x2 upsampling, y[n, c, i, j] = x[n, c, i/2, j/2]: x[N, C, H, W] to y[N, C, 2H, 2W].</summary>
+    void UpsampleNearest2x(int batch, int channels, int height, int width, DeviceBuffer x, DeviceBuffer y);
+
+    /// <summary>
+    /// Backward (adjoint) of <see cref="UpsampleNearest2x"/>: dx[n, c, i, j] = Σ_{a, b ∈ {0, 1}} dy[n, c, 2i + a, 2j + b],
+    /// dy[N, C, 2H, 2W] to dx[N, C, H, W] (overwritten); H and W are those of the forward input.
+    /// </summary>
+    void UpsampleNearest2xBackward(int batch, int channels, int height, int width, DeviceBuffer dy, DeviceBuffer dx);
+
+    /// <summary>
+    /// Average pooling with a k x k window and stride k: y[n, c, i, j] = (1/k²) Σ_{a, b &lt; k} x[n, c, k i + a, k j + b],
+    /// x[N, C, H, W] to y[N, C, H/k, W/k]; H and W must be multiples of k.
+    /// </summary>
+    void AvgPool2d(int batch, int channels, int height, int width, int k, DeviceBuffer x, DeviceBuffer y);
+
+    /// <summary>
+    /// Backward (adjoint) of <see cref="AvgPool2d"/>: dx[n, c, h, w] = dy[n, c, h/k, w/k] / k², dy[N, C, H/k, W/k]
+    /// to dx[N, C, H, W] (overwritten); H and W are those of the forward input.
+    /// </summary>
+    void AvgPool2dBackward(int batch, int channels, int height, int width, int k, DeviceBuffer dy, DeviceBuffer dx);
+
+    /// <summary>
+    /// Scaled-dot-product attention per sequence, o = softmax(scale q kᵀ) v, over contiguous q, k, v, o [B, N, D];
+    /// also writes lse[B, N] = log Σ_j exp(scale q_i · k_j), the row log-sum-exp kept for
+    /// <see cref="AttentionBackward"/>. No N x N buffer is required.
+    /// </summary>
+    void AttentionForward(int batch, int tokens, int headDim, double scale,
+        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse);
+
+    /// <summary>
+    /// Backward of <see cref="AttentionForward"/> from its o and lse: given dO = ∂L/∂o [B, N, D], writes (overwrites)
+    /// dq, dk, dv [B, N, D] (softmax Jacobian through Delta_i = dO_i · o_i; FlashAttention-2, Algorithm 2).
+    /// </summary>
+    void AttentionBackward(int batch, int tokens, int headDim, double scale,
+        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse,
+        DeviceBuffer dO, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv);
 }
