@@ -149,7 +149,9 @@ public static unsafe class GemmCpu
             Blocked(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        int rowBlock = Math.Clamp(RoundUp((m + UnitsPerThread * threads - 1) / (UnitsPerThread * threads), MR), MinRowBlock, MC);
+        // A multiple of the thread count of row blocks, each at most MC rows, so that they share out evenly.
+        int rowBlocks = Math.Max(UnitsPerThread * threads, RoundUp((m + MC - 1) / MC, threads));
+        int rowBlock = Math.Max(MinRowBlock, RoundUp((m + rowBlocks - 1) / rowBlocks, MR));
         if (m >= threads * rowBlock)
         {
             SharedB(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads, rowBlock);
