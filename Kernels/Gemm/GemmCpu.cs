@@ -28,15 +28,28 @@ public static unsafe class GemmCpu
 
     /// <summary>
     /// Below this many multiply-adds (m * n * k) the plain loop wins: packing and the fixed 8 x 32 tile
-    /// cost more than they save.
+    /// cost more than they save (measured here: even at 8 x 8 x 8, packed 3x faster at 16 x 16 x 16).
     /// </summary>
-    private const long SmallWork = 4096;
+    private const long SmallWork = 512;
 
-    /// <summary>Multiply-adds a thread must get before splitting the product over threads pays.</summary>
-    private const long MinWorkPerThread = 1 << 18;
+    /// <summary>
+    /// Multiply-adds a thread must get before splitting the product over threads pays (about 20 us of
+    /// work: measured here, 192^3 was still faster on one thread, 256^3 faster on two).
+    /// </summary>
+    private const long MinWorkPerThread = 1 << 22;
 
-    /// <summary>Blocks of rows per thread when rows are shared out: enough for the early finisher to help.</summary>
-    private const int UnitsPerThread = 4;
+    /// <summary>
+    /// Floats of op(B) packed at once when threads share it (16 MB, half of the L3): the column block
+    /// narrows below NC when the depth is large.
+    /// </summary>
+    private const int SharedPackFloats = 1 << 22;
+
+    /// <summary>
+    /// Blocks of rows per thread (at least) when rows are shared out: two let an early finisher help a
+    /// preempted thread; more, smaller blocks cost more than they balance (measured on K1: 256-row blocks
+    /// about 7% faster than 128-row ones, each block streams all of packed B from L3 once per depth block).
+    /// </summary>
+    private const int UnitsPerThread = 2;
 
     /// <summary>Smallest block of rows handed to a thread: 8 micro-kernel calls per B micro-panel loaded.</summary>
     private const int MinRowBlock = 8 * MR;
@@ -45,9 +58,11 @@ public static unsafe class GemmCpu
     [ThreadStatic] private static float[]? s_packB;
 
     /// <summary>
-    /// Single-precision GEMM. Cache-blocked and packed (BLIS loop order jc, pc, ic, jr, ir) around an
-    /// 8 x 32 AVX-512 micro-kernel, split over <see cref="CpuParallel.Threads"/> threads by rows or by
-    /// columns of C. When <paramref name="beta"/> is 0, C is not read (NaN in C is overwritten).
+    /// Single-precision GEMM: cache-blocked and packed (Goto's algorithm as in BLIS) around an 8 x 32
+    /// AVX-512 micro-kernel (Vector256 where Vector512 is not accelerated, the plain loop for tiny products
+    /// or without SIMD), split over <see cref="CpuParallel.Threads"/> threads by blocks of rows of C (op(B)
+    /// packed once and shared) or, for few rows, by columns. When <paramref name="beta"/> is 0, C is not
+    /// read (NaN in C is overwritten). The result does not depend on the thread count.
     /// </summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
@@ -114,12 +129,12 @@ public static unsafe class GemmCpu
 
     private static void CheckMatrix(string kernel, string name, int rows, int cols, int length, int ld, bool trans)
     {
+        long needed = rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
+        if (ld >= cols && length >= needed) return;
         string stored = $"{name}{(trans ? " (transposed)" : "")} stored as {rows} x {cols}";
         if (ld < cols)
             throw new KernelException(kernel, $"{stored} needs a leading dimension >= {cols}, got {ld}");
-        long needed = rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
-        if (length < needed)
-            throw new KernelException(kernel, $"{stored} with leading dimension {ld} needs {needed} elements, got {length}");
+        throw new KernelException(kernel, $"{stored} with leading dimension {ld} needs {needed} elements, got {length}");
     }
 
     /// <summary>C = beta * C (k == 0 or alpha == 0); beta == 0 clears without reading C.</summary>
@@ -134,10 +149,10 @@ public static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// Chooses how to spread the product over threads. With enough rows, B is packed once per block and
-    /// shared, and the threads take blocks of rows of C from a common counter, so a thread that the OS
-    /// preempts (the cores are shared) is covered by the others. With few rows (skinny m), the columns of C
-    /// are split evenly and each thread runs the whole blocked product on its columns.
+    /// Chooses how to spread the product over threads. With enough rows, op(B) is packed once and shared,
+    /// and the threads take blocks of rows of C from a common counter, so a thread that the OS preempts
+    /// (the cores are shared) is covered by the others. With few rows (skinny m), the columns of C are
+    /// split evenly and each thread runs the whole blocked product on its columns.
     /// </summary>
     private static void Packed(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
@@ -167,46 +182,49 @@ public static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// Multithreaded product over rows: per KC x NC block, the threads first pack the panels of B together
-    /// into one shared buffer, then take blocks of <paramref name="rowBlock"/> rows of C in turn, each
-    /// packing its rows of A into its own buffer.
+    /// Multithreaded product over rows, with two fork-joins per block of columns: first the threads pack
+    /// every KC x NR micro-panel of op(B) over the whole depth into one shared buffer (L3-sized), then
+    /// they take blocks of <paramref name="rowBlock"/> rows of C from a common counter and run the whole
+    /// depth on each, packing its rows of A into their own buffers. Each element of C still sums its
+    /// depth blocks in order, so the result does not depend on the thread count.
     /// </summary>
     private static void SharedB(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int threads, int rowBlock)
     {
-        int kcMax = Math.Min(KC, k);
-        float* packB = PackBuffer(ref s_packB, RoundUp(Math.Min(NC, n), NR) * kcMax);
+        int ncMax = Math.Clamp(SharedPackFloats / k / NR * NR, NR, NC);
+        int ncRounded = RoundUp(Math.Min(ncMax, n), NR);
+        float* packB = PackBuffer(ref s_packB, checked(k * ncRounded));
         int rowBlocks = (m + rowBlock - 1) / rowBlock;
-        for (int jc = 0; jc < n; jc += NC)
+        int depthBlocks = (k + KC - 1) / KC;
+        for (int jc = 0; jc < n; jc += ncMax)
         {
-            int nc = Math.Min(NC, n - jc);
+            int nc = Math.Min(ncMax, n - jc);
             int panels = (nc + NR - 1) / NR;
-            for (int pc = 0; pc < k; pc += KC)
+            CpuParallel.For((long)depthBlocks * panels, Math.Max(1, depthBlocks * panels / threads), (start, end) =>
             {
-                int kc = Math.Min(KC, k - pc);
-                float betaBlock = pc == 0 ? beta : 1f;
-                CpuParallel.For(panels, Math.Max(1, panels / threads), (start, end) =>
+                for (long unit = start; unit < end; unit++)
                 {
-                    for (int jr = (int)start * NR; jr < end * NR && jr < nc; jr += NR)
-                    {
-                        int j = jc + jr;
-                        PackBPanel(transB, Math.Min(NR, nc - jr), kc,
-                            transB ? b + (long)j * ldb + pc : b + (long)pc * ldb + j, ldb, packB + (long)jr * kc);
-                    }
-                });
-                int nextBlock = 0;
-                CpuParallel.For(threads, 1, (_, _) =>
+                    int pc = (int)(unit / panels) * KC, jr = (int)(unit % panels) * NR, j = jc + jr;
+                    int kc = Math.Min(KC, k - pc);
+                    PackBPanel(transB, Math.Min(NR, nc - jr), kc,
+                        transB ? b + (long)j * ldb + pc : b + (long)pc * ldb + j, ldb, packB + (long)pc * ncRounded + (long)jr * kc);
+                }
+            });
+            int nextBlock = 0;
+            CpuParallel.For(threads, 1, (_, _) =>
+            {
+                float* packA = PackBuffer(ref s_packA, rowBlock * Math.Min(KC, k));
+                for (int block; (block = Interlocked.Increment(ref nextBlock) - 1) < rowBlocks;)
                 {
-                    float* packA = PackBuffer(ref s_packA, rowBlock * kc);
-                    for (int block; (block = Interlocked.Increment(ref nextBlock) - 1) < rowBlocks;)
+                    int ic = block * rowBlock, mc = Math.Min(rowBlock, m - ic);
+                    for (int pc = 0; pc < k; pc += KC)
                     {
-                        int ic = block * rowBlock, mc = Math.Min(rowBlock, m - ic);
-                        MacroKernel(transA, transB, false, mc, nc, kc, alpha, betaBlock,
+                        MacroKernel(transA, transB, false, mc, nc, Math.Min(KC, k - pc), alpha, pc == 0 ? beta : 1f,
                             transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc, lda,
-                            b, ldb, packA, packB, c + (long)ic * ldc + jc, ldc);
+                            b, ldb, packA, packB + (long)pc * ncRounded, c + (long)ic * ldc + jc, ldc);
                     }
-                });
-            }
+                }
+            });
         }
     }
 

@@ -13,13 +13,13 @@ public class GemmTests
     /// <summary>
     /// Shapes (m, n, k): sizes 1, 7, 63, 65, 1000 that are not multiples of the 8 x 32 register tile; k
     /// above the 256-deep block (several depth blocks, beta applied once); m above the 384-row block; n above
-    /// the 4096-column block, on one thread (3 x 4100) and with rows shared over threads (130 x 4200); the
-    /// threaded paths: rows shared out (400 x 70 x 600) and columns split (63 x 65 x 1000).
+    /// the 4096-column block (3 x 4100, 130 x 4200); the threaded paths (more than 4M multiply-adds per
+    /// thread): blocks of rows shared out (400 x 70 x 600) and columns split for a short m (63 x 520 x 300).
     /// </summary>
     private static readonly int[][] Shapes =
     [
         [1, 1, 1], [7, 63, 65], [65, 7, 63], [63, 65, 1000], [1, 1000, 7], [1000, 1, 7], [33, 40, 2],
-        [400, 70, 600], [3, 4100, 20], [130, 4200, 3],
+        [400, 70, 600], [63, 520, 300], [3, 4100, 20], [130, 4200, 3],
     ];
 
     /// <summary>
@@ -161,32 +161,65 @@ public class GemmTests
 
     /// <summary>
     /// Every element of C is summed in the same order whatever the split over threads (the split only
-    /// chooses which thread computes a tile), so one thread and many give bit-identical results. Two
-    /// threads share out blocks of rows; seven are too many for 400 rows, so the columns are split.
+    /// chooses which thread computes a tile), so one thread and two give bit-identical results, both when
+    /// blocks of rows are shared out (400 rows) and when the columns are split (40 rows).
     /// </summary>
     [Test]
-    public void ResultDoesNotDependOnThreadCount([Values] bool transA, [Values(2, 7)] int threads)
+    public void ResultDoesNotDependOnThreadCount([Values] bool transA, [Values(400, 40)] int m)
     {
-        const int m = 400, n = 300, k = 100;
+        int n = m == 400 ? 300 : 2000, k = m == 400 ? 100 : 200;
         var rng = new System.Random(8);
         var a = RandomMatrix(rng, m * k);
         var b = RandomMatrix(rng, k * n);
         int lda = transA ? m : k;
         var c1 = new float[m * n];
-        var cMany = new float[m * n];
+        var c2 = new float[m * n];
         int saved = CpuParallel.Threads;
         try
         {
             CpuParallel.Threads = 1;
             GemmCpu.Sgemm(transA, false, m, n, k, 1f, a, lda, b, n, 0f, c1, n);
-            CpuParallel.Threads = threads;
-            GemmCpu.Sgemm(transA, false, m, n, k, 1f, a, lda, b, n, 0f, cMany, n);
+            CpuParallel.Threads = 2;
+            GemmCpu.Sgemm(transA, false, m, n, k, 1f, a, lda, b, n, 0f, c2, n);
         }
         finally
         {
             CpuParallel.Threads = saved;
         }
-        Assert.That(cMany, Is.EqualTo(c1));
+        Assert.That(c2, Is.EqualTo(c1));
+    }
+
+    /// <summary>
+    /// Deep products shared over threads pack op(B) over the whole depth at once, in blocks of columns
+    /// narrowed to keep it L3-sized (here 192 of the 200 columns per block at k = 20000). The product is
+    /// too large for the triple loop, so a few rows of C (first, last, and at block edges) are compared.
+    /// </summary>
+    [Test]
+    public void DeepProductOverSeveralColumnBlocks([Values] bool transB)
+    {
+        const int m = 130, n = 200, k = 20000;
+        var rng = new System.Random(21);
+        var a = RandomMatrix(rng, m * k);
+        var b = RandomMatrix(rng, k * n);
+        var c = RandomMatrix(rng, m * n);
+        var c0 = (float[])c.Clone();
+        int ldb = transB ? k : n;
+        int saved = CpuParallel.Threads;
+        try
+        {
+            CpuParallel.Threads = 2;
+            GemmCpu.Sgemm(false, transB, m, n, k, 0.5f, a, k, b, ldb, 0.25f, c, n);
+        }
+        finally
+        {
+            CpuParallel.Threads = saved;
+        }
+        foreach (int i in new[] { 0, 1, 63, 64, 127, 129 })
+        {
+            var (expected, magnitude) = GemmReference.Gemm(false, transB, 1, n, k, 0.5, a[(i * k)..((i + 1) * k)], k, b, ldb,
+                0.25, c0[(i * n)..((i + 1) * n)], n);
+            AssertClose(c[(i * n)..((i + 1) * n)], n, 1, n, k, expected, magnitude, $"row {i}");
+        }
     }
 
     [Test]
