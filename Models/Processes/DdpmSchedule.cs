@@ -84,4 +84,7 @@ public sealed class DdpmSchedule
 
     /// <summary>Standard deviation sqrt(1 - alpha_bar_t) of q(x_t | x_0).</summary>
     public double MarginalStd(int t) => Math.Sqrt(1 - AlphaBars[t]);
+
+    /// <summary>Step t as a <see cref="NoiseLevel"/> (the network is told the step index t).</summary>
+    public NoiseLevel Level(int t) => new(MarginalMean(t), MarginalStd(t), t);
 }
