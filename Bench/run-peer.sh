@@ -5,7 +5,7 @@
 # Usage: Bench/run-peer.sh [--check] [K1 K3 ...] [BenchmarkDotNet options ...]
 #   (no workload)  every workload: K1 K2 K3 K4 K5 (whole block and attention core) K6
 #   K3 ...         only those (BenchmarkDotNet filter '*.K3*'; K5 selects both K5 classes)
-#   --check        one untimed call per benchmark in one process (no environment settings): every
+#   --check        one untimed call per benchmark in one process (the shell's environment): every
 #                  workload's validation against libtorch and the summary table, in about a minute;
 #                  the times it prints mean nothing
 #   other options  passed to BenchmarkDotNet, e.g. --iterationCount 15
@@ -44,6 +44,7 @@ dotnet build Bench/Bench.csproj -c Release --nologo -v quiet || exit 1
 artifacts="$PWD/BenchmarkDotNet.Artifacts"
 run() { # run NAME [env arguments...]: one BenchmarkDotNet process, its environment changed by env(1)
     local name="$1"; shift
+    rm -f "$artifacts/$name/results/peer-summary.md" # so that a run that fails to write it shows no stale table
     env "$@" dotnet run -c Release --no-build --project Bench -- \
         --filter "${filters[@]}" --artifacts "$artifacts/$name" "${bdn[@]}"
 }
