@@ -57,6 +57,26 @@ public static class Autograd
     }
 
     /// <summary>
+    /// A user-defined differentiable function (PyTorch's autograd.Function): <paramref name="result"/>, computed
+    /// by the caller from <paramref name="inputs"/> in any way (e.g. by solving an adjoint ODE), is attached to
+    /// the graph so that backpropagation calls <paramref name="backward"/>, which maps the gradient of the
+    /// result to one gradient per input (null where an input gets none, else the input's shape). The backward
+    /// rule is differentiated again only if it is built from differentiable ops. Returns <paramref name="result"/>.
+    /// </summary>
+    public static Tensor Function(Tensor result, string name, IReadOnlyList<Tensor> inputs, Func<Tensor, Tensor?[]> backward)
+    {
+        ArgumentNullException.ThrowIfNull(backward);
+        var array = inputs.ToArray();
+        return Record(result, name, array, g =>
+        {
+            var grads = backward(g);
+            if (grads.Length != array.Length)
+                throw new TensorException(name, $"custom backward returned {grads.Length} gradients for {array.Length} inputs");
+            return grads;
+        });
+    }
+
+    /// <summary>
     /// Gradients of <paramref name="outputs"/> with respect to <paramref name="inputs"/>: the sum over outputs of
     /// gradOutput_i^T d output_i / d input. A null gradOutput means ones (allowed for one-element outputs only).
     /// With <paramref name="createGraph"/> the returned gradients are themselves differentiable.

@@ -57,10 +57,12 @@ public static class DormandPrince
     /// <param name="onStep">Called after each accepted step with the time reached and the state there.</param>
     /// <param name="progress">Receives the number of accepted steps after each one.</param>
     /// <param name="cancellationToken">Checked before each step.</param>
+    /// <param name="recordGraph">Record the accepted steps on the autograd tape (no per-step scope, no in-place
+    /// update), so the result can be backpropagated through the solver; the step-size control is not differentiated.</param>
     /// <exception cref="OdeSolverException">The step limit is reached or the step size underflows.</exception>
     public static OdeResult Integrate(OdeFunction f, Tensor[] y0, double t0, double t1,
         double relativeTolerance = 1e-5, double absoluteTolerance = 1e-5, double? initialStep = null, int maxSteps = 10_000,
-        OdeStepCallback? onStep = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        OdeStepCallback? onStep = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, bool recordGraph = false)
     {
         const string name = "DormandPrince";
         ArgumentNullException.ThrowIfNull(f);
@@ -71,8 +73,8 @@ public static class DormandPrince
         if (initialStep is { } h0 && !(h0 > 0 && double.IsFinite(h0))) throw new ArgumentOutOfRangeException(nameof(initialStep), h0, $"{name}: the initial step must be positive");
         if (maxSteps < 1) throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, $"{name}: must be at least 1");
 
-        using var noGrad = Autograd.NoGrad();
-        var y = OdeState.Copy(y0);
+        using var noGrad = recordGraph ? null : Autograd.NoGrad();
+        var y = recordGraph ? y0 : OdeState.Copy(y0);
         if (t1 == t0) return new OdeResult(y, new OdeStatistics(0, 0, 0));
         double direction = Math.Sign(t1 - t0);
         int nfe = 0, accepted = 0, rejected = 0;
@@ -80,11 +82,11 @@ public static class DormandPrince
         // k1 = f(t0, y0), then carried from step to step (FSAL).
         Tensor[] k1;
         double h;
-        using (var scope = TensorScope.Begin())
+        using (var scope = recordGraph ? null : TensorScope.Begin())
         {
             var f0 = OdeState.Evaluate(name, f, t0, y);
             nfe++;
-            k1 = OdeState.Copy(f0).Select(scope.Keep).ToArray();
+            k1 = scope is null ? f0 : OdeState.Copy(f0).Select(scope.Keep).ToArray();
             h = initialStep ?? StartingStep(name, f, y, k1, t0, t1, relativeTolerance, absoluteTolerance, ref nfe);
         }
 
@@ -103,7 +105,7 @@ public static class DormandPrince
                 throw new OdeSolverException($"{name}: step size underflow (|h| = {h:G3}) at t = {t} integrating from {t0} to {t1}");
             double hs = direction * h;
 
-            using var scope = TensorScope.Begin();
+            using var scope = recordGraph ? null : TensorScope.Begin();
             k[0] = k1;
             Tensor[] yNew = y;
             for (int s = 1; s < 7; s++)
@@ -117,8 +119,16 @@ public static class DormandPrince
             if (err <= 1.0)
             {
                 t = last ? t1 : t + hs;
-                OdeState.Assign(y, yNew);
-                OdeState.Assign(k1, k[6]);
+                if (recordGraph)
+                {
+                    y = yNew;
+                    k1 = k[6];
+                }
+                else
+                {
+                    OdeState.Assign(y, yNew);
+                    OdeState.Assign(k1, k[6]);
+                }
                 accepted++;
                 onStep?.Invoke(t, y);
                 progress?.Report(accepted);

@@ -38,14 +38,16 @@ public static class FixedStepOde
     /// <param name="onStep">Called after each step with the time reached and the state there.</param>
     /// <param name="progress">Receives the number of steps done after each step.</param>
     /// <param name="cancellationToken">Checked before each step.</param>
+    /// <param name="recordGraph">Record every step on the autograd tape (no per-step scope, no in-place update), so
+    /// the result can be backpropagated through the solver; memory then grows with the number of steps.</param>
     public static OdeResult Integrate(FixedStepMethod method, OdeFunction f, Tensor[] y0, double t0, double t1, int steps,
-        OdeStepCallback? onStep = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        OdeStepCallback? onStep = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, bool recordGraph = false)
     {
         if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, $"FixedStepOde.{method}: needs at least one step");
         var times = new double[steps + 1];
         for (int i = 0; i < steps; i++) times[i] = t0 + (t1 - t0) * i / steps;
         times[steps] = t1;
-        return Integrate(method, f, y0, times, onStep, progress, cancellationToken);
+        return Integrate(method, f, y0, times, onStep, progress, cancellationToken, recordGraph);
     }
 
     /// <summary>
@@ -59,15 +61,16 @@ public static class FixedStepOde
     /// <param name="onStep">Called after each step with the time reached and the state there.</param>
     /// <param name="progress">Receives the number of steps done after each step.</param>
     /// <param name="cancellationToken">Checked before each step.</param>
+    /// <param name="recordGraph">Record every step on the autograd tape (see the other overload).</param>
     public static OdeResult Integrate(FixedStepMethod method, OdeFunction f, Tensor[] y0, IReadOnlyList<double> times,
-        OdeStepCallback? onStep = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        OdeStepCallback? onStep = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, bool recordGraph = false)
     {
         string name = $"FixedStepOde.{method}";
         ArgumentNullException.ThrowIfNull(f);
         OdeState.CheckInitial(name, y0);
         CheckGrid(name, times);
-        using var noGrad = Autograd.NoGrad();
-        var y = OdeState.Copy(y0);
+        using var noGrad = recordGraph ? null : Autograd.NoGrad();
+        var y = recordGraph ? y0 : OdeState.Copy(y0);
         int perStep = method switch
         {
             FixedStepMethod.Euler => 1,
@@ -79,7 +82,7 @@ public static class FixedStepOde
         for (int i = 0; i < steps; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var scope = TensorScope.Begin();
+            using var scope = recordGraph ? null : TensorScope.Begin();
             double t = times[i], h = times[i + 1] - t;
             var next = method switch
             {
@@ -87,7 +90,8 @@ public static class FixedStepOde
                 FixedStepMethod.Heun => HeunStep(name, f, t, h, y),
                 _ => Rk4Step(name, f, t, h, y),
             };
-            OdeState.Assign(y, next);
+            if (recordGraph) y = next;
+            else OdeState.Assign(y, next);
             onStep?.Invoke(times[i + 1], y);
             progress?.Report(i + 1);
         }

@@ -39,6 +39,12 @@ public sealed record OdeSolverOptions
     /// <summary>Limit on RK45's accepted plus rejected steps.</summary>
     public int MaxSteps { get; init; } = 10_000;
 
+    /// <summary>
+    /// Record the solve on the autograd tape so its result can be backpropagated through the solver's
+    /// operations (memory grows with the steps; the adjoint method avoids that). Off by default.
+    /// </summary>
+    public bool RecordGraph { get; init; }
+
     /// <summary>A fixed-step method with <paramref name="steps"/> steps.</summary>
     public static OdeSolverOptions Fixed(OdeMethod method, int steps)
     {
@@ -69,11 +75,11 @@ public static class OdeSolver
         ArgumentNullException.ThrowIfNull(options);
         return options.Method switch
         {
-            OdeMethod.Euler => FixedStepOde.Integrate(FixedStepMethod.Euler, f, y0, t0, t1, options.Steps, onStep, progress, cancellationToken),
-            OdeMethod.Heun => FixedStepOde.Integrate(FixedStepMethod.Heun, f, y0, t0, t1, options.Steps, onStep, progress, cancellationToken),
-            OdeMethod.Rk4 => FixedStepOde.Integrate(FixedStepMethod.Rk4, f, y0, t0, t1, options.Steps, onStep, progress, cancellationToken),
+            OdeMethod.Euler => FixedStepOde.Integrate(FixedStepMethod.Euler, f, y0, t0, t1, options.Steps, onStep, progress, cancellationToken, options.RecordGraph),
+            OdeMethod.Heun => FixedStepOde.Integrate(FixedStepMethod.Heun, f, y0, t0, t1, options.Steps, onStep, progress, cancellationToken, options.RecordGraph),
+            OdeMethod.Rk4 => FixedStepOde.Integrate(FixedStepMethod.Rk4, f, y0, t0, t1, options.Steps, onStep, progress, cancellationToken, options.RecordGraph),
             OdeMethod.Rk45 => DormandPrince.Integrate(f, y0, t0, t1, options.RelativeTolerance, options.AbsoluteTolerance,
-                options.InitialStep, options.MaxSteps, onStep, progress, cancellationToken),
+                options.InitialStep, options.MaxSteps, onStep, progress, cancellationToken, options.RecordGraph),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown ODE method"),
         };
     }
