@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using DiffusionCore.Engine;
 using DiffusionCore.Engine.Optim;
-using DiffusionCore.Models.Networks;
+using DiffusionCore.Models.Nn;
 using DiffusionCore.Training.Checkpointing;
 using DiffusionCore.Training.Plotting;
 
@@ -111,7 +111,7 @@ public sealed class Trainer
     /// Creates a trainer for <paramref name="model"/>; <paramref name="loss"/> draws a batch and its noise
     /// from the given generator and returns the scalar loss.
     /// </summary>
-    public Trainer(ScoreNetwork model, Func<Generator, Tensor> loss, TrainerOptions options, Generator generator)
+    public Trainer(Module model, Func<Generator, Tensor> loss, TrainerOptions options, Generator generator)
     {
         if (options.CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(options), options.CheckpointEvery, "CheckpointEvery must be >= 0");
         if (options.CheckpointEvery > 0 && options.OutputDirectory is null)
@@ -126,7 +126,7 @@ public sealed class Trainer
     }
 
     /// <summary>The model being trained.</summary>
-    public ScoreNetwork Model { get; }
+    public Module Model { get; }
 
     /// <summary>The run's settings.</summary>
     public TrainerOptions Options { get; }
