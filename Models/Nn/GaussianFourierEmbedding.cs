@@ -42,10 +42,17 @@ public sealed class GaussianFourierEmbedding
     /// <summary>The dim/2 frequencies W.</summary>
     public IReadOnlyList<double> Frequencies { get; }
 
-    /// <summary>Embeds noise levels <paramref name="sigma"/> ([B], positive) as [B, dim]: sin features first, then cos.</summary>
+    /// <summary>
+    /// Embeds noise levels <paramref name="sigma"/> ([B], positive and finite) as [B, dim]: sin features first, then cos.
+    /// The levels are read back and checked (B values), because log of a zero level, e.g. the final sigma = 0 of a
+    /// sampling schedule passed by mistake, would otherwise turn the whole output into NaN silently.
+    /// </summary>
     public Tensor Forward(Tensor sigma)
     {
         if (sigma.Rank != 1) throw new TensorException("GaussianFourierEmbedding", $"noise levels must have shape [B], got {ShapeUtil.Format(sigma.Shape)}");
+        foreach (double s in sigma.ToDoubleArray())
+            if (!(s > 0) || double.IsInfinity(s))
+                throw new ArgumentOutOfRangeException(nameof(sigma), s, "GaussianFourierEmbedding: noise levels sigma must be positive and finite (the embedding takes log sigma)");
         var w = Tensor.FromSpan<double>(_angularFrequencies, [1, _angularFrequencies.Length], sigma.DType, sigma.Device);
         var args = Ops.Mul(Ops.Reshape(Ops.Log(sigma), -1, 1), w);
         return Ops.Concat([Ops.Sin(args), Ops.Cos(args)], 1);

@@ -109,6 +109,32 @@ public class UNetTests
     }
 
     [Test]
+    public void InferenceForwardThatFreesItsTemporariesMatchesTheRecordedForward()
+    {
+        // Without autograd the blocks free each intermediate once consumed and the pool reuses its buffer at once;
+        // freeing one too early would surface as a disposed-tensor error or as a buffer overwritten by a later op.
+        // The two passes run the same kernels on the same values, so they agree bit for bit.
+        using var scope = TensorScope.Begin();
+        foreach (var config in new[] { UNetConfig.UnetS, Tiny with { NumClasses = 2, Dropout = 0.2 } })
+        {
+            var net = new UNet(config, new Generator(25));
+            net.SetTraining(false);
+            var x = Input(config, 2, 26);
+            var t = Times(30, 600);
+            var recorded = net.Forward(x, t).ToArray();
+            float[] inference;
+            using (Autograd.NoGrad()) inference = net.Forward(x, t).ToArray();
+            Assert.That(inference, Is.EqualTo(recorded), config.Name);
+            Assert.That(x.IsDisposed, Is.False, "the caller's input is not freed");
+        }
+        var classifierConfig = Tiny with { OutChannels = null };
+        var classifier = new NoisyClassifier(classifierConfig, 4, new Generator(27));
+        var xc = Input(classifierConfig, 2, 28);
+        var logits = classifier.Forward(xc, Times(5, 6)).ToArray();
+        using (Autograd.NoGrad()) Assert.That(classifier.Forward(xc, Times(5, 6)).ToArray(), Is.EqualTo(logits), "classifier");
+    }
+
+    [Test]
     public void LabelsConditionEachSampleAndNullMeansNoLabel()
     {
         using var scope = TensorScope.Begin();
@@ -151,6 +177,7 @@ public class UNetTests
         Assert.That(y1.All(float.IsFinite), Is.True);
         Assert.That(y2[half..], Is.EqualTo(y1[half..]), "sample 1 kept its sigma");
         Assert.That(MaxAbsDiff(y1[..half], y2[..half]), Is.GreaterThan(1e-4), "sigma conditions the output");
+        Assert.Throws<ArgumentOutOfRangeException>(() => net.Forward(x, Times(0.5, 0)), "sigma = 0 has no log: an error, not a NaN output");
     }
 
     [Test]

@@ -41,20 +41,32 @@ public sealed class AttnBlock : Module
         if (x.Rank != 4 || x.Shape[1] != Channels)
             throw new TensorException("AttnBlock", $"input must be [B, {Channels}, H, W], got {ShapeUtil.Format(x.Shape)}");
         int b = x.Shape[0], c = Channels, n = x.Shape[2] * x.Shape[3];
-        var h = Ops.Reshape(_norm.Forward(x), b, c, n);
+        var normed = _norm.Forward(x);
+        var h = Ops.Reshape(normed, b, c, n);
         var q = Project(h, _q);
         var k = Project(h, _k);
         var v = Project(h, _v);
+        Intermediate.Release(normed, h);
         var o = Ops.ScaledDotProductAttention(q, k, v);
-        var projected = Ops.MatMul(Ops.Reshape(_proj.Weight, c, c), o, transposeB: true);
-        projected = Ops.Add(projected, Ops.Reshape(_proj.Bias!, c, 1));
-        return Ops.Add(x, Ops.Reshape(projected, x.Shape));
+        Intermediate.Release(q, k, v);
+        var weight = Ops.Reshape(_proj.Weight, c, c);
+        var product = Ops.MatMul(weight, o, transposeB: true);
+        var bias = Ops.Reshape(_proj.Bias!, c, 1);
+        var projected = Ops.Add(product, bias);
+        Intermediate.Release(o, weight, product, bias);
+        var image = Ops.Reshape(projected, x.Shape);
+        var y = Ops.Add(x, image);
+        Intermediate.Release(projected, image);
+        return y;
     }
 
     /// <summary>hᵀ Wᵀ + b for h [B, C, N]: the 1x1 convolution's output, laid out [B, N, C].</summary>
     private static Tensor Project(Tensor h, Conv2d conv)
     {
-        int c = conv.OutChannels;
-        return Ops.Add(Ops.MatMul(h, Ops.Reshape(conv.Weight, c, conv.InChannels), transposeA: true, transposeB: true), conv.Bias!);
+        var weight = Ops.Reshape(conv.Weight, conv.OutChannels, conv.InChannels);
+        var product = Ops.MatMul(h, weight, transposeA: true, transposeB: true);
+        var y = Ops.Add(product, conv.Bias!);
+        Intermediate.Release(weight, product);
+        return y;
     }
 }

@@ -66,9 +66,22 @@ public sealed class NoisyClassifier : Module
         var embSilu = Ops.Silu(_temb.Forward(t));
         var generator = DropoutGenerator;
         var h = _convIn.Forward(x);
-        foreach (var level in _down) h = level.Forward(h, embSilu, generator, null);
-        if (_mid is not null) h = _mid.Forward(h, embSilu, generator);
-        var pooled = Ops.Mean(_normOut.Forward(h, silu: true), [2, 3]);
+        foreach (var level in _down)
+        {
+            var next = level.Forward(h, embSilu, generator, null);
+            Intermediate.Release(h);
+            h = next;
+        }
+        if (_mid is not null)
+        {
+            var next = _mid.Forward(h, embSilu, generator);
+            Intermediate.Release(h);
+            h = next;
+        }
+        var normed = _normOut.Forward(h, silu: true);
+        Intermediate.Release(h);
+        var pooled = Ops.Mean(normed, [2, 3]);
+        Intermediate.Release(normed);
         return _head.Forward(pooled);
     }
 }

@@ -47,10 +47,22 @@ public sealed class ResBlock : Module
     /// </summary>
     public Tensor Forward(Tensor x, Tensor embeddingSilu, Generator? dropoutGenerator)
     {
-        var h = _conv1.Forward(_norm1.Forward(x, silu: true));
-        var shift = Ops.Reshape(_tembProj.Forward(embeddingSilu), x.Shape[0], OutChannels, 1, 1);
-        h = Ops.Add(h, shift);
-        h = _conv2.Forward(_dropout.Forward(_norm2.Forward(h, silu: true), dropoutGenerator));
-        return Ops.Add(_skip is null ? x : _skip.Forward(x), h);
+        var a = _norm1.Forward(x, silu: true);
+        var h = _conv1.Forward(a);
+        Intermediate.Release(a);
+        var projected = _tembProj.Forward(embeddingSilu);
+        var shift = Ops.Reshape(projected, x.Shape[0], OutChannels, 1, 1);
+        var shifted = Ops.Add(h, shift);
+        Intermediate.Release(h, shift, projected);
+        var b = _norm2.Forward(shifted, silu: true);
+        Intermediate.Release(shifted);
+        var dropped = _dropout.Forward(b, dropoutGenerator);
+        h = _conv2.Forward(dropped);
+        Intermediate.Release(b, dropped);
+        var skip = _skip is null ? x : _skip.Forward(x);
+        var y = Ops.Add(skip, h);
+        Intermediate.Release(h);
+        if (_skip is not null) Intermediate.Release(skip);
+        return y;
     }
 }

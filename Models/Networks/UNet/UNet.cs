@@ -81,19 +81,24 @@ public sealed class UNet : ScoreNetwork
         var emb = _temb.Forward(t);
         if (_labelEmb is not null)
         {
-            var y = labels ?? Enumerable.Repeat(_labelEmb.NullLabel, x.Shape[0]).ToArray();
-            emb = Ops.Add(emb, _labelEmb.Forward(y));
+            var classes = labels ?? Enumerable.Repeat(_labelEmb.NullLabel, x.Shape[0]).ToArray();
+            emb = Ops.Add(emb, _labelEmb.Forward(classes));
         }
         // Every residual block takes SiLU(temb) (DDPM's temb_proj(nonlinearity(temb))): activated once, shared.
         var embSilu = Ops.Silu(emb);
         var generator = DropoutGenerator;
 
+        // Every down-path output is kept as a skip; the up path frees each skip once it has been consumed (inference).
         var h = _convIn.Forward(x);
         var skips = new List<Tensor> { h };
         foreach (var level in _down) h = level.Forward(h, embSilu, generator, skips);
         h = _mid.Forward(h, embSilu, generator);
         for (int i = _up.Length - 1; i >= 0; i--) h = _up[i].Forward(h, embSilu, generator, skips);
-        return _convOut.Forward(_normOut.Forward(h, silu: true));
+        var normed = _normOut.Forward(h, silu: true);
+        Intermediate.Release(h);
+        var y = _convOut.Forward(normed);
+        Intermediate.Release(normed);
+        return y;
     }
 
     private void CheckInputs(Tensor x, Tensor t, int[]? labels)

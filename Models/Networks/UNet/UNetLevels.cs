@@ -35,18 +35,34 @@ internal sealed class DownLevel : Module
     /// <summary>Channels of the skip connections this level pushes, in order.</summary>
     public IEnumerable<int> SkipChannels => Enumerable.Repeat(OutChannels, _res.Length + (_downsample is null ? 0 : 1));
 
-    /// <summary>Runs the level; when <paramref name="skips"/> is given, every block's output is appended to it.</summary>
+    /// <summary>
+    /// Runs the level; when <paramref name="skips"/> is given, every block's output is appended to it (and kept);
+    /// otherwise (an encoder without skips) the level frees its intermediates during inference. The input stays the caller's.
+    /// </summary>
     public Tensor Forward(Tensor h, Tensor embeddingSilu, Generator? dropoutGenerator, List<Tensor>? skips)
     {
+        var input = h;
+        void Consumed(Tensor t)
+        {
+            if (skips is null && !ReferenceEquals(t, input)) Intermediate.Release(t);
+        }
         for (int j = 0; j < _res.Length; j++)
         {
-            h = _res[j].Forward(h, embeddingSilu, dropoutGenerator);
-            if (_attn[j] is { } attn) h = attn.Forward(h);
+            var r = _res[j].Forward(h, embeddingSilu, dropoutGenerator);
+            Consumed(h);
+            h = r;
+            if (_attn[j] is { } attn)
+            {
+                h = attn.Forward(r);
+                Intermediate.Release(r);
+            }
             skips?.Add(h);
         }
         if (_downsample is not null)
         {
-            h = _downsample.Forward(h);
+            var d = _downsample.Forward(h);
+            Consumed(h);
+            h = d;
             skips?.Add(h);
         }
         return h;
@@ -67,8 +83,16 @@ internal sealed class MiddleBlock : Module
         _res1 = AddModule("res.1", new ResBlock(channels, channels, config.EmbeddingDim, config.Dropout, config.NormGroups, config.NormEps, generator, device, dtype));
     }
 
-    public Tensor Forward(Tensor h, Tensor embeddingSilu, Generator? dropoutGenerator) =>
-        _res1.Forward(_attn.Forward(_res0.Forward(h, embeddingSilu, dropoutGenerator)), embeddingSilu, dropoutGenerator);
+    /// <summary>Runs the middle; the input stays the caller's, the intermediates are freed during inference.</summary>
+    public Tensor Forward(Tensor h, Tensor embeddingSilu, Generator? dropoutGenerator)
+    {
+        var r = _res0.Forward(h, embeddingSilu, dropoutGenerator);
+        var a = _attn.Forward(r);
+        Intermediate.Release(r);
+        var y = _res1.Forward(a, embeddingSilu, dropoutGenerator);
+        Intermediate.Release(a);
+        return y;
+    }
 }
 
 /// <summary>
@@ -103,16 +127,30 @@ internal sealed class UpLevel : Module
 
     public int OutChannels { get; }
 
-    /// <summary>Runs the level, taking its skip connections from the end of <paramref name="skips"/>.</summary>
+    /// <summary>
+    /// Runs the level, taking its skip connections from the end of <paramref name="skips"/>. It takes ownership of
+    /// <paramref name="h"/> and of the skips it uses: during inference it frees them once consumed.
+    /// </summary>
     public Tensor Forward(Tensor h, Tensor embeddingSilu, Generator? dropoutGenerator, List<Tensor> skips)
     {
         for (int j = 0; j < _res.Length; j++)
         {
             var skip = skips[^1];
             skips.RemoveAt(skips.Count - 1);
-            h = _res[j].Forward(Ops.Concat([h, skip], 1), embeddingSilu, dropoutGenerator);
-            if (_attn[j] is { } attn) h = attn.Forward(h);
+            var joined = Ops.Concat([h, skip], 1);
+            Intermediate.Release(h, skip);
+            h = _res[j].Forward(joined, embeddingSilu, dropoutGenerator);
+            Intermediate.Release(joined);
+            if (_attn[j] is { } attn)
+            {
+                var a = attn.Forward(h);
+                Intermediate.Release(h);
+                h = a;
+            }
         }
-        return _upsample is null ? h : _upsample.Forward(h);
+        if (_upsample is null) return h;
+        var up = _upsample.Forward(h);
+        Intermediate.Release(h);
+        return up;
     }
 }

@@ -16,5 +16,11 @@ public sealed class Upsample : Module
     }
 
     /// <summary>x[B, C, H, W] to [B, C, 2H, 2W].</summary>
-    public Tensor Forward(Tensor x) => _conv.Forward(Ops.UpsampleNearest2x(x));
+    public Tensor Forward(Tensor x)
+    {
+        var upsampled = Ops.UpsampleNearest2x(x);
+        var y = _conv.Forward(upsampled);
+        Intermediate.Release(upsampled);
+        return y;
+    }
 }
