@@ -18,7 +18,7 @@ namespace DiffusionCore.Models.Networks;
 /// concat(features, skip), "attn.j", and "upsample" (x2 nearest, 3x3 conv) except at level 0.</item>
 /// <item>"norm_out" (GroupNorm, fused with SiLU) and "conv_out" (3x3) to the output channels.</item>
 /// </list>
-/// Parameter paths follow this nesting, e.g. "down.0.res.1.conv1.weight", "up.2.attn.0.q.bias", "mid.res.1.skip.weight".
+/// Parameter paths follow this nesting, e.g. "down.0.res.1.conv1.weight", "up.2.attn.0.q.bias", "up.0.res.0.skip.weight".
 /// </summary>
 public sealed class UNet : ScoreNetwork
 {
