@@ -9,6 +9,13 @@ namespace DiffusionCore.Models.Networks;
 /// </summary>
 public abstract class ScoreNetwork : Module
 {
+    /// <summary>
+    /// The generator dropout layers draw their masks from while training (null: none set). A network with active
+    /// dropout throws if it is missing; a trainer sets it to its own generator, so that a checkpoint of the
+    /// trainer's random state covers the masks too.
+    /// </summary>
+    public Generator? DropoutGenerator { get; set; }
+
     /// <summary>Evaluates the network.</summary>
     public abstract Tensor Forward(Tensor x, Tensor t, int[]? labels = null);
 }
