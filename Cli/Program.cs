@@ -1,24 +1,18 @@
 using DiffusionCore.Cli;
 using DiffusionCore.Cli.Commands;
 
-const string Usage = """
+string usage = $"""
 diffusion: score-based generative modelling in .NET
 
 usage: diffusion <command> [options]
 
 commands:
-  demo     train a DDPM on a 2-D toy set, sample it, plot and score the samples (about a minute)
-           --data NAME (two-moons)  --steps N (10000)  --batch N (512)  --samples N (2000)
-           --seed N (0)  --out DIR (runs/demo)
-  train    train a score model
-           --model mlp-2d  --data NAME  --objective ddpm  --steps N  --batch N  --lr X
-           --schedule linear|cosine  --timesteps N (1000)  --seed N  --out DIR
-  help     this text
+{DemoCommand.Usage}{TrainCommand.Usage}{SampleCommand.Usage}{LikelihoodCommand.Usage}  help     this text
 """;
 
 if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
 {
-    Console.WriteLine(Usage);
+    Console.WriteLine(usage);
     return 0;
 }
 using var cancel = new CancellationTokenSource();
@@ -32,8 +26,10 @@ try
     var options = new Arguments(args.Skip(1));
     return args[0] switch
     {
-        "demo" => ToyCommand.Demo(options, cancel.Token),
-        "train" => ToyCommand.Train(options, cancel.Token),
+        "demo" => DemoCommand.Run(options, cancel.Token),
+        "train" => TrainCommand.Run(options, cancel.Token),
+        "sample" => SampleCommand.Run(options, cancel.Token),
+        "likelihood" => LikelihoodCommand.Run(options, cancel.Token),
         _ => throw new UsageException($"unknown command '{args[0]}'; run 'diffusion help'"),
     };
 }
@@ -44,6 +40,6 @@ catch (UsageException e)
 }
 catch (OperationCanceledException)
 {
-    Console.Error.WriteLine("cancelled");
+    Console.Error.WriteLine("cancelled (the last completed step was checkpointed)");
     return 130;
 }
