@@ -169,8 +169,6 @@ internal sealed class DataSource
             var b = _mnist.SampleBatch(g, size);
             return (b.Images, b.Labels);
         }
-        var points = Toy2d.Sample(_toy!.Value, size, g.Seed, g.Offset);
-        g.Offset += (ulong)size * Toy2d.BlocksPerPoint;
-        return (Tensor.FromArray(points, size, 2), null);
+        return (Toy2d.Batch(_toy!.Value, size, g), null);
     }
 }

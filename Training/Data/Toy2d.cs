@@ -1,3 +1,5 @@
+using DiffusionCore.Engine;
+using DiffusionCore.Kernels;
 using DiffusionCore.Kernels.Cpu;
 using DiffusionCore.Kernels.Random;
 
@@ -129,6 +131,18 @@ public static class Toy2d
             }
         });
         return points;
+    }
+
+    /// <summary>
+    /// A batch of <paramref name="count"/> points as a [count, 2] tensor, drawn from <paramref name="generator"/>'s
+    /// stream at its current offset, which then advances past them: the way a training loss draws its data, so
+    /// that a checkpointed generator resumes the same data stream.
+    /// </summary>
+    public static Tensor Batch(Toy2dKind kind, int count, Generator generator, Device? device = null)
+    {
+        var points = Sample(kind, count, generator.Seed, generator.Offset);
+        generator.Offset += (ulong)count * BlocksPerPoint;
+        return Tensor.FromSpan<float>(points, [count, 2], DType.Float32, device);
     }
 
     // One point from eight random words: the first block's words feed uniforms and discrete choices,
