@@ -43,7 +43,7 @@ internal static class TrainCommand
             Steps = config.Steps,
             LearningRate = config.LearningRate,
             WarmupSteps = Math.Min(config.IsImage ? 500 : 100, config.Steps / 10),
-            EmaDecay = config.IsImage ? 0.9995 : 0.999,
+            EmaDecay = 0.999,
             OutputDirectory = outDir,
             CheckpointEvery = checkpointEvery,
             Config = config.ToMetadata(),
