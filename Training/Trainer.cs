@@ -27,6 +27,9 @@ public sealed record TrainerOptions
     /// <summary>Decay of the EMA weights (null: no EMA).</summary>
     public double? EmaDecay { get; init; } = 0.999;
 
+    /// <summary>Ramp the EMA decay up as min(decay, (1 + n) / (10 + n)) over the first updates (see <see cref="Ema"/>).</summary>
+    public bool EmaWarmUp { get; init; } = true;
+
     /// <summary>AdamW's decoupled weight decay (0: plain Adam).</summary>
     public double WeightDecay { get; init; }
 
@@ -122,7 +125,7 @@ public sealed class Trainer
         Generator = generator;
         var parameters = model.Parameters();
         Optimizer = new Adam(parameters, options.LearningRate, weightDecay: options.WeightDecay, decoupledWeightDecay: options.WeightDecay > 0);
-        Ema = options.EmaDecay is double d ? new Ema(parameters, d) : null;
+        Ema = options.EmaDecay is double d ? new Ema(parameters, d, options.EmaWarmUp) : null;
     }
 
     /// <summary>The model being trained.</summary>
@@ -192,6 +195,8 @@ public sealed class Trainer
         if (info.Step != Optimizer.StepCount || info.Losses.Count != info.Step)
             throw new CheckpointException(path, [$"step {info.Step}, optimizer step count {Optimizer.StepCount} and {info.Losses.Count} saved losses disagree"]);
         Generator = info.Generator;
+        // The EMA is updated once per step, so its update count (which sets its warm-up decay) is the step.
+        if (Ema is not null) Ema.Updates = info.Step;
         Losses.Clear();
         Losses.AddRange(info.Losses);
         _pendingLogRows.Clear();

@@ -94,7 +94,7 @@ internal sealed class RunModel
 
     /// <summary>
     /// The training loss for one step: draws a batch from <paramref name="data"/> and every random number
-    /// from <paramref name="g"/> (the trainer's generator, saved in checkpoints, so a resumed run continues
+    /// from the step's generator (the trainer's generator, saved in checkpoints, so a resumed run continues
     /// the same stream).
     /// </summary>
     public Func<Generator, Tensor> Loss(DataSource data)

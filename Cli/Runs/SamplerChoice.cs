@@ -42,7 +42,7 @@ internal static class SamplerChoice
     };
 
     /// <summary>
-    /// Draws <paramref name="count"/> samples of <paramref name="shape"/> (batch axis first) with the named sampler.
+    /// Draws samples of <paramref name="shape"/> (batch axis first) with the named sampler.
     /// <paramref name="model"/> is the (possibly guided) score model; <paramref name="steps"/> means steps
     /// (per level for annealed Langevin). Returns the samples and a one-line description with the NFE.
     /// </summary>
