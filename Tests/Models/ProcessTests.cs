@@ -37,7 +37,7 @@ public class ProcessTests
     [TestCaseSource(nameof(Sdes))]
     public void VarianceFollowsTheDriftAndDiffusion(Sde sde)
     {
-        // The variance ODE of a linear SDE (Saerkkae and Solin 2019, eq. 5.51; Song et al. 2021, eq. 33):
+        // The moment ODE of a linear SDE (Saerkkae and Solin 2019, chapter 5; Song et al. 2021, appendix B):
         // d(sigma^2)/dt = 2 c(t) sigma^2 + g(t)^2.
         foreach (var t in Times)
         {

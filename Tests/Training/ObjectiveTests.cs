@@ -149,7 +149,7 @@ public class ObjectiveTests
         Assert.That(fromGenerator, Is.EqualTo(NcsnObjective.DenoisingScoreMatchingLoss(model, sigmas, X0Tensor(), levels, eps).Item()));
     }
 
-    // Hand closed forms of Song et al. 2021 (eqs. 29, 32, 33 of their appendix B), with beta 0.1 .. 20 and
+    // Hand closed forms of the perturbation kernels (Song et al. 2021, appendix B), with beta 0.1 .. 20 and
     // sigma 0.01 .. 50: (alpha_t, sigma_t, network condition).
     private static (double Alpha, double Sigma, double Condition) HandMarginal(string sde, double t)
     {
@@ -241,14 +241,19 @@ public class ObjectiveTests
         Assert.That(sampler.Normaliser, Is.EqualTo(exact).Within(1e-3 * exact));
 
         // The density follows (1/sigma_t^2) / Z within the bound of its doc comment: exp(h slope) - 1 with the
-        // slope of ln(t / sigma_t^2) in ln t at most about 1 for VP: 0.3%; 0.5% allows the trapezoid's Z error.
+        // slope of ln(t / sigma_t^2) in ln t at most about 1 for VP and sub-VP: 0.3%; 0.5% allows the trapezoid's
+        // Z error.
+        foreach (var sde in new Sde[] { new VpSde(), new SubVpSde() })
+        {
+            var s = new InverseVarianceTimeSampler(sde, eta);
+            foreach (var t in new[] { 2e-5, 1e-4, 1e-3, 0.01, 0.1, 0.5, 0.99 })
+            {
+                double target = 1 / (Math.Pow(sde.MarginalStd(t), 2) * s.Normaliser);
+                Assert.That(s.Density(t), Is.EqualTo(target).Within(5e-3 * target), $"{sde.Name} t = {t}");
+            }
+        }
         var vp = new VpSde();
         var vpSampler = new InverseVarianceTimeSampler(vp, eta);
-        foreach (var t in new[] { 2e-5, 1e-4, 1e-3, 0.01, 0.1, 0.5, 0.99 })
-        {
-            double target = 1 / (Math.Pow(vp.MarginalStd(t), 2) * vpSampler.Normaliser);
-            Assert.That(vpSampler.Density(t), Is.EqualTo(target).Within(5e-3 * target), $"t = {t}");
-        }
 
         // Draws land on [eta, T], and the reported density is the one of the draw's cell.
         var (times, densities) = vpSampler.Sample(new Generator(15), 10000);
@@ -288,6 +293,72 @@ public class ObjectiveTests
         return Math.Sqrt(lo * hi);
     }
 
+    /// <summary>
+    /// A closed-form "network" for <see cref="GaussianToy"/>: <c>Shrink</c> times the true noised score, at the time
+    /// recovered from the condition the objective passes (999 t for VP, sigma_t for VE).
+    /// </summary>
+    private sealed class ShrunkGaussianScore(Sde sde, double shrink) : ScoreNetwork
+    {
+        private double TimeOf(double condition) => sde switch
+        {
+            VeSde ve => Math.Log(Math.Sqrt(condition * condition + ve.SigmaMin * ve.SigmaMin) / ve.SigmaMin) / Math.Log(ve.SigmaMax / ve.SigmaMin),
+            _ => condition / 999,
+        };
+
+        public override Tensor Forward(Tensor x, Tensor t, int[]? labels = null)
+        {
+            var times = t.ToDoubleArray().Select(TimeOf).ToArray();
+            var values = x.ToDoubleArray();
+            var score = new double[values.Length];
+            for (int b = 0; b < times.Length; b++)
+            {
+                var s = GaussianToy.Score(values[(2 * b)..(2 * b + 2)], sde.MarginalMean(times[b]), sde.MarginalStd(times[b]));
+                score[2 * b] = shrink * s[0];
+                score[2 * b + 1] = shrink * s[1];
+            }
+            return Tensor.FromSpan<double>(score, x.Shape, x.DType, x.Device);
+        }
+    }
+
+    [TestCase("vp")]
+    [TestCase("ve")]
+    public void ImportanceSampledLossHasTheUniformExpectation(string name)
+    {
+        // 400 batches of 64 on a closed-form model (0.8 times the true score, so the loss is not at its floor).
+        // The batch means of each estimator are i.i.d., so their standard errors come from their spread; the
+        // two means must agree within 3 combined standard errors (a false alarm in 0.3% of seeds).
+        var sde = Sde.Create(name);
+        var model = new ShrunkGaussianScore(sde, 0.8);
+        var sampler = new InverseVarianceTimeSampler(sde, SdeObjective.DefaultEta);
+        const int batches = 400, batch = 64;
+        var uniform = new double[batches];
+        var importance = new double[batches];
+        var data = new Generator(30);
+        var noise = new Generator(31);
+        for (int i = 0; i < batches; i++)
+        {
+            var x0 = GaussianToy.Sample(data, batch, DType.Float64);
+            uniform[i] = SdeObjective.DenoisingScoreMatchingLoss(model, sde, Parameterisation.Score, x0, noise).Item();
+            importance[i] = SdeObjective.ImportanceSampledLoss(model, Parameterisation.Score, x0, noise, sampler).Item();
+        }
+        var (mu, vu) = MeanAndVariance(uniform);
+        var (mi, vi) = MeanAndVariance(importance);
+        double combined = Math.Sqrt(vu / batches + vi / batches);
+        TestContext.Out.WriteLine($"{name}: uniform {mu:F4} (per-sample variance {vu * batch:G4}), importance {mi:F4} (per-sample variance {vi * batch:G4}), ratio {vi / vu:F1}, |diff| / se {Math.Abs(mu - mi) / combined:F2}");
+        Assert.That(Math.Abs(mu - mi), Is.LessThan(3 * combined));
+        // The proposal puts most draws near eta, where the weight sigma_t^2 Z / (T - eta) on |sigma s + eps|^2
+        // is tiny, and pays for the rare large-t draws with weights up to Z / (T - eta): the importance estimator
+        // has the larger variance. Over 400 batch means, a variance ratio above 2 is far outside the sampling
+        // spread of two equal variances (the F(399, 399) 99.9% point is 1.37).
+        Assert.That(vi / vu, Is.GreaterThan(2.0));
+    }
+
+    private static (double Mean, double Variance) MeanAndVariance(double[] values)
+    {
+        double mean = values.Average();
+        return (mean, values.Sum(v => (v - mean) * (v - mean)) / (values.Length - 1));
+    }
+
     [Test]
     public void SlicedScoreMatchingMatchesTheLinearScoreByHand()
     {
@@ -301,7 +372,8 @@ public class ObjectiveTests
             A.RequiresGrad = true;
             var b = Tensor.FromArray(bias, 2);
             b.RequiresGrad = true;
-            var loss = SlicedScoreMatching.Loss(x => Ops.Add(Ops.MatMul(x, A, transposeB: true), b), X0Tensor(), Tensor.FromArray(v, 3, 2), vr);
+            Tensor? input = null;
+            var loss = SlicedScoreMatching.Loss(x => Ops.Add(Ops.MatMul(input = x, A, transposeB: true), b), X0Tensor(), Tensor.FromArray(v, 3, 2), vr);
 
             double expected = 0;
             var dA = new double[4];
@@ -323,6 +395,7 @@ public class ObjectiveTests
             // The v^T A v term reaches A only through the createGraph vector-Jacobian product.
             Assert.That(A.Grad!.ToDoubleArray(), Is.EqualTo(dA).Within(Tolerance * dA.Max(Math.Abs)), $"variance reduced: {vr}");
             Assert.That(b.Grad, Is.Not.Null);
+            Assert.That(input!.Grad, Is.Null, "the data must not collect a gradient");
         }
     }
 

@@ -58,6 +58,9 @@ public static class SlicedScoreMatching
         // Summing v_b . s_b over the batch and differentiating in x gives J_b^T v_b per sample, since sample b's
         // score depends on x_b alone. A score that ignores x (unused input) has a zero Jacobian.
         var jtv = Autograd.Grad([s], [input], [v], createGraph: true, allowUnused: true)[0];
+        // x is data, not a parameter: once J^T v is recorded, a later Backward must not treat it as a leaf and
+        // park a gradient on it outside the caller's tensor scope.
+        input.RequiresGrad = false;
         var second = varianceReduced
             ? ObjectiveMath.SquaredNormPerSample(s)
             : Ops.Square(ObjectiveMath.DotPerSample(v, s));
