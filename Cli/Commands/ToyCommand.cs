@@ -3,6 +3,7 @@ using System.Globalization;
 using DiffusionCore.Engine;
 using DiffusionCore.Models.Networks;
 using DiffusionCore.Models.Processes;
+using DiffusionCore.Models.Score;
 using DiffusionCore.Sampling.Samplers;
 using DiffusionCore.Training;
 using DiffusionCore.Training.Data;
@@ -64,7 +65,7 @@ internal static class ToyCommand
 
         clock.Restart();
         var sampleBar = new ConsoleProgress("sample", schedule.Steps);
-        var samples = DdpmAncestral.Sample((x, t) => model.Forward(x, t), schedule, [s.Samples, 2], root.Split(4),
+        var samples = DdpmAncestral.Sample(ScoreModel.FromNetwork(model, Parameterisation.Epsilon), schedule, [s.Samples, 2], root.Split(4),
             progress: new SyncProgress<int>(i => sampleBar.Update(i)), cancellationToken: cancel);
         var sampled = samples.ToArray();
         double sampleSeconds = clock.Elapsed.TotalSeconds;
