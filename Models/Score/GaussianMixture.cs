@@ -14,9 +14,9 @@ namespace DiffusionCore.Models.Score;
 /// samplers and likelihoods are tested against, and a ready-made <see cref="ScoreModel"/>.
 /// Densities and scores are computed in float64, the responsibilities through a log-sum-exp softmax, so
 /// far-out points do not underflow to 0 / 0. Outside the autograd tape (or for an x that tracks no gradient)
-/// they run as plain loops on the host, one precision-matrix product per point and component (a download and an upload
-/// per call on a GPU device); when x tracks a gradient they run as differentiable tensor ops, so that
-/// autograd (e.g. a Hutchinson divergence) sees through them. Both paths agree to round-off.
+/// they run as plain loops on the host, one precision-matrix product per point and component (a download
+/// and an upload per call on a GPU device); when x tracks a gradient they run as differentiable tensor ops,
+/// so that autograd (e.g. a Hutchinson divergence) sees through them. Both paths agree to round-off.
 /// </summary>
 public sealed class GaussianMixture
 {
@@ -272,6 +272,8 @@ public sealed class GaussianMixture
     {
         int d = Dimension, kCount = Components, b = x.Shape[0];
         var points = x.ToDoubleArray();
+        // A row costs about K d (d + 2) multiply-adds; a task gets at least 65536 of them, so small batches
+        // (and every 2-D one of a few thousand points) run inline rather than pay for a fork.
         long rowsPerTask = Math.Max(1, 65_536 / (kCount * d * (d + 2)));
         CpuParallel.For(b, rowsPerTask, (start, end) =>
         {
