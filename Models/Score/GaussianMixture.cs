@@ -1,5 +1,6 @@
 using DiffusionCore.Engine;
 using DiffusionCore.Kernels;
+using DiffusionCore.Kernels.Cpu;
 using DiffusionCore.Models.Processes;
 
 namespace DiffusionCore.Models.Score;
@@ -11,8 +12,11 @@ namespace DiffusionCore.Models.Score;
 /// grad log p_t(x) = -sum_k r_k(x) C_k^{-1} (x - alpha mu_k) (r_k the posterior responsibilities, C_k the
 /// noised covariances) are known in closed form at every noise level. This is the ground truth that
 /// samplers and likelihoods are tested against, and a ready-made <see cref="ScoreModel"/>.
-/// Densities and scores are computed in float64 with tensor ops (so they run on any device), the
-/// responsibilities through a log-sum-exp softmax, so far-out points do not underflow to 0 / 0.
+/// Densities and scores are computed in float64, the responsibilities through a log-sum-exp softmax, so
+/// far-out points do not underflow to 0 / 0. Outside the autograd tape (or for an x that tracks no gradient)
+/// they run as plain loops on the host, one precision-matrix product per point and component (a download
+/// and an upload per call on a GPU device); when x tracks a gradient they run as differentiable tensor ops,
+/// so that autograd (e.g. a Hutchinson divergence) sees through them. Both paths agree to round-off.
 /// </summary>
 public sealed class GaussianMixture
 {
@@ -20,6 +24,7 @@ public sealed class GaussianMixture
     private readonly double[][] _means;
     private readonly double[][,] _covariances;
     private readonly double[][,] _choleskyFactors;
+    private volatile LevelFactors? _lastFactors;
 
     /// <summary>A mixture with full covariance matrices.</summary>
     /// <param name="weights">Positive component weights (normalised to sum 1).</param>
@@ -177,15 +182,29 @@ public sealed class GaussianMixture
     /// <summary>log p_level(x) of the noised mixture for a batch x ([B, ...] with d values per sample): a [B] tensor in x's dtype.</summary>
     public Tensor LogDensity(Tensor x, NoiseLevel level)
     {
-        var e = Evaluate("LogDensity", x, level);
-        return Ops.Cast(Ops.LogSumExp(e.Logits, [0]), x.DType);
+        var factors = Factors("LogDensity", x, level);
+        if (Differentiable(x))
+        {
+            var e = EvaluateWithOps(x, factors);
+            return Ops.Cast(Ops.LogSumExp(e.Logits, [0]), x.DType);
+        }
+        var logDensity = new double[x.Shape[0]];
+        EvaluateOnHost(x, factors, null, logDensity, null);
+        return Tensor.FromSpan<double>(logDensity, [x.Shape[0]], x.DType, x.Device);
     }
 
     /// <summary>The posterior responsibilities r_k(x) = P(component k | x) under the noised mixture: [B, K] in x's dtype.</summary>
     public Tensor Responsibilities(Tensor x, NoiseLevel level)
     {
-        var e = Evaluate("Responsibilities", x, level);
-        return Ops.Cast(Ops.Transpose(Ops.Softmax(e.Logits, 0), 0, 1), x.DType);
+        var factors = Factors("Responsibilities", x, level);
+        if (Differentiable(x))
+        {
+            var e = EvaluateWithOps(x, factors);
+            return Ops.Cast(Ops.Transpose(Ops.Softmax(e.Logits, 0), 0, 1), x.DType);
+        }
+        var r = new double[x.Shape[0] * Components];
+        EvaluateOnHost(x, factors, null, null, r);
+        return Tensor.FromSpan<double>(r, [x.Shape[0], Components], x.DType, x.Device);
     }
 
     /// <summary>
@@ -194,41 +213,130 @@ public sealed class GaussianMixture
     /// </summary>
     public Tensor Score(Tensor x, NoiseLevel level)
     {
-        var e = Evaluate("Score", x, level);
-        var r = Ops.Unsqueeze(Ops.Softmax(e.Logits, 0), 2);
-        var score = Ops.Neg(Ops.Sum(Ops.Mul(r, e.Whitened), [0]));
-        return Ops.Cast(Ops.Reshape(score, x.Shape), x.DType);
+        var factors = Factors("Score", x, level);
+        if (Differentiable(x))
+        {
+            var e = EvaluateWithOps(x, factors);
+            var r = Ops.Unsqueeze(Ops.Softmax(e.Logits, 0), 2);
+            var score = Ops.Neg(Ops.Sum(Ops.Mul(r, e.Whitened), [0]));
+            return Ops.Cast(Ops.Reshape(score, x.Shape), x.DType);
+        }
+        var s = new double[x.Count];
+        EvaluateOnHost(x, factors, s, null, null);
+        return Tensor.FromSpan<double>(s, x.Shape, x.DType, x.Device);
     }
 
     /// <summary>The exact score as a <see cref="ScoreModel"/> (parameterisation <see cref="Parameterisation.Score"/>; labels are ignored).</summary>
     public ScoreModel ToScoreModel() => ScoreModel.FromFunction((x, level, _) => Score(x, level), Parameterisation.Score);
 
-    // Per component k: C_k^{-1} (x - alpha mu_k) ([K, B, d]) and the log joint log w_k + log N(x; alpha mu_k, C_k) ([K, B]).
-    private (Tensor Whitened, Tensor Logits) Evaluate(string op, Tensor x, NoiseLevel level)
+    // What every evaluation at one level needs, per component k: the precision P_k = C_k^{-1} of the noised
+    // covariance C_k = alpha^2 Sigma_k + sigma^2 I (row-major), the centre alpha mu_k and
+    // log w_k - 1/2 log det C_k - d/2 log 2 pi, all from the Cholesky factor of C_k.
+    private sealed record LevelFactors(NoiseLevel Level, double[][] Precisions, double[][] Centres, double[] Constants);
+
+    private static bool Differentiable(Tensor x) => Autograd.IsRecording && x.TracksGrad;
+
+    private LevelFactors Factors(string op, Tensor x, NoiseLevel level)
     {
         CheckLevel(level);
         if (x.Rank < 1 || x.Shape[0] == 0 || x.Count / x.Shape[0] != Dimension)
             throw new ArgumentException($"GaussianMixture.{op}: expects a batch [B, ...] with {Dimension} values per sample, got {ShapeUtil.Format(x.Shape)}", nameof(x));
-        int kCount = Components, d = Dimension, b = x.Shape[0];
-        var precisions = new double[kCount * d * d];
-        var centres = new double[kCount * d];
-        var constants = new double[kCount];
-        for (int k = 0; k < kCount; k++)
+        // Samplers ask for the same level for a whole step (several calls): keep the last one.
+        var cached = _lastFactors;
+        if (cached is not null && cached.Level == level) return cached;
+        int d = Dimension;
+        var precisions = new double[Components][];
+        var centres = new double[Components][];
+        var constants = new double[Components];
+        for (int k = 0; k < Components; k++)
         {
             var l = Cholesky(NoisedCovariance(k, level), $"the noised covariance of component {k} at alpha = {level.Alpha}, sigma = {level.Sigma}");
             var p = InverseFromCholesky(l);
+            precisions[k] = new double[d * d];
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < d; j++) precisions[k][i * d + j] = p[i, j];
             double logDet = 0;
             for (int i = 0; i < d; i++) logDet += 2 * Math.Log(l[i, i]);
             constants[k] = Math.Log(_weights[k]) - 0.5 * logDet - 0.5 * d * Math.Log(2 * Math.PI);
-            for (int i = 0; i < d; i++)
-            {
-                centres[k * d + i] = level.Alpha * _means[k][i];
-                for (int j = 0; j < d; j++) precisions[(k * d + i) * d + j] = p[i, j];
-            }
+            centres[k] = _means[k].Select(v => level.Alpha * v).ToArray();
         }
+        var factors = new LevelFactors(level, precisions, centres, constants);
+        _lastFactors = factors;
+        return factors;
+    }
+
+    // Host path, per point and component: w_k = P_k (x - alpha mu_k) with P_k = C_k^{-1} (a dense product, no
+    // dependency chain, unlike triangular solves), the log joint constant_k - (x - alpha mu_k)^T w_k / 2, then the
+    // log-sum-exp over k and the score -sum_k r_k w_k. Rows are split over threads; each row is written once.
+    private void EvaluateOnHost(Tensor x, LevelFactors f, double[]? score, double[]? logDensity, double[]? responsibilities)
+    {
+        int d = Dimension, kCount = Components, b = x.Shape[0];
+        var points = x.ToDoubleArray();
+        // A row costs about K d (d + 2) multiply-adds; a task gets at least 65536 of them, so small batches
+        // (and every 2-D one of a few thousand points) run inline rather than pay for a fork.
+        long rowsPerTask = Math.Max(1, 65_536 / (kCount * d * (d + 2)));
+        CpuParallel.For(b, rowsPerTask, (start, end) =>
+        {
+            var difference = new double[d].AsSpan();
+            var whitened = new double[kCount * d];
+            Span<double> logits = stackalloc double[kCount];
+            for (long row = start; row < end; row++)
+            {
+                var point = points.AsSpan((int)row * d, d);
+                double max = double.NegativeInfinity;
+                for (int k = 0; k < kCount; k++)
+                {
+                    var precision = f.Precisions[k].AsSpan();
+                    var centre = f.Centres[k].AsSpan();
+                    for (int i = 0; i < d; i++) difference[i] = point[i] - centre[i];
+                    var w = whitened.AsSpan(k * d, d);
+                    for (int i = 0; i < d; i++) w[i] = Dot(precision.Slice(i * d, d), difference);
+                    double quadratic = Dot(w, difference);
+                    logits[k] = f.Constants[k] - 0.5 * quadratic;
+                    max = Math.Max(max, logits[k]);
+                }
+                double sum = 0;
+                for (int k = 0; k < kCount; k++) sum += Math.Exp(logits[k] - max);
+                double logSum = max + Math.Log(sum);
+                if (logDensity is not null) logDensity[row] = logSum;
+                for (int k = 0; k < kCount; k++)
+                {
+                    double r = Math.Exp(logits[k] - logSum);
+                    if (responsibilities is not null) responsibilities[row * kCount + k] = r;
+                    if (score is null) continue;
+                    var target = score.AsSpan((int)row * d, d);
+                    var w = whitened.AsSpan(k * d, d);
+                    for (int i = 0; i < d; i++) target[i] -= r * w[i];
+                }
+            }
+        });
+    }
+
+    // Four independent accumulators: a single one makes the loop wait on the latency of each addition.
+    private static double Dot(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
+    {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int j = 0;
+        for (; j + 3 < a.Length; j += 4)
+        {
+            s0 += a[j] * b[j];
+            s1 += a[j + 1] * b[j + 1];
+            s2 += a[j + 2] * b[j + 2];
+            s3 += a[j + 3] * b[j + 3];
+        }
+        for (; j < a.Length; j++) s0 += a[j] * b[j];
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    // Tensor path, differentiable in x: C_k^{-1} (x - alpha mu_k) as [K, B, d] and the log joints as [K, B].
+    private (Tensor Whitened, Tensor Logits) EvaluateWithOps(Tensor x, LevelFactors f)
+    {
+        int kCount = Components, d = Dimension, b = x.Shape[0];
+        var precisions = f.Precisions.SelectMany(p => p).ToArray();
+        var centres = f.Centres.SelectMany(c => c).ToArray();
         var precision = Tensor.FromSpan<double>(precisions, [kCount, d, d], DType.Float64, x.Device);
         var centre = Tensor.FromSpan<double>(centres, [kCount, 1, d], DType.Float64, x.Device);
-        var constant = Tensor.FromSpan<double>(constants, [kCount, 1], DType.Float64, x.Device);
+        var constant = Tensor.FromSpan<double>(f.Constants, [kCount, 1], DType.Float64, x.Device);
         var points = Ops.Reshape(Ops.Cast(x, DType.Float64), 1, b, d);
         var difference = Ops.Sub(points, centre);
         var whitened = Ops.MatMul(difference, precision);

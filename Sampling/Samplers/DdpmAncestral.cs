@@ -1,5 +1,6 @@
 using DiffusionCore.Engine;
 using DiffusionCore.Models.Processes;
+using DiffusionCore.Models.Score;
 
 namespace DiffusionCore.Sampling.Samplers;
 
@@ -12,34 +13,46 @@ public enum DdpmVariance
     PosteriorBetaTilde,
 }
 
-/// <summary>DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).</summary>
+/// <summary>DDPM ancestral sampling (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Algorithm 2).</summary>
 public static class DdpmAncestral
 {
     /// <summary>
-    /// x_T ~ N(0, I); for t = T..1: x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_t) + sigma_t z,
-    /// z ~ N(0, I) except at the last step. <paramref name="epsilon"/> maps (x_t, t as a [B] tensor of step
-    /// indices) to the predicted noise. The update is two fused axpby kernels in place.
+    /// x_T ~ N(0, I); for t = T..1: x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z,
+    /// z ~ N(0, I), except at the last step (t = 1), which adds no noise. One model evaluation per step
+    /// (T in all), at <see cref="DdpmSchedule.Level"/>(t). The result is the model's x_0 in the caller's scope.
     /// </summary>
-    public static Tensor Sample(Func<Tensor, Tensor, Tensor> epsilon, DdpmSchedule schedule, int[] shape, Generator generator,
-        DdpmVariance variance = DdpmVariance.Beta, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    /// <param name="model">The noise (or score, or x0) model.</param>
+    /// <param name="schedule">The DDPM schedule; its step count T is the number of sampling steps.</param>
+    /// <param name="shape">The batch shape [B, ...].</param>
+    /// <param name="generator">Source of x_T and of every z.</param>
+    /// <param name="variance">sigma_t^2 = beta_t or beta_tilde_t.</param>
+    /// <param name="labels">Class labels passed to the model, or null.</param>
+    /// <param name="progress">Receives the number of steps done.</param>
+    /// <param name="cancellationToken">Checked before each step.</param>
+    public static Tensor Sample(ScoreModel model, DdpmSchedule schedule, int[] shape, Generator generator,
+        DdpmVariance variance = DdpmVariance.Beta, int[]? labels = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(schedule);
+        ArgumentNullException.ThrowIfNull(generator);
+        SamplerSupport.CheckShape(nameof(DdpmAncestral), shape);
         using var noGrad = Autograd.NoGrad();
         var x = generator.Normal(shape);
-        var backend = x.Device.Backend;
         for (int t = schedule.Steps - 1; t >= 0; t--)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var scope = TensorScope.Begin();
-            var times = Tensor.Full([shape[0]], t, x.DType, x.Device);
-            var eps = epsilon(x, times);
-            double c1 = 1.0 / Math.Sqrt(schedule.Alphas[t]);
-            double c2 = schedule.Betas[t] / Math.Sqrt(1.0 - schedule.AlphaBars[t]);
-            backend.Axpby(eps.Buffer, x.Buffer, x.Count, -c1 * c2, c1);
-            if (t > 0)
+            using (TensorScope.Begin())
             {
-                double sigma = Math.Sqrt(variance == DdpmVariance.Beta ? schedule.Betas[t] : schedule.PosteriorVariance[t]);
-                var z = generator.Normal(shape, x.DType, x.Device);
-                backend.Axpby(z.Buffer, x.Buffer, x.Count, sigma, 1.0);
+                var eps = model.Epsilon(x, schedule.Level(t), labels);
+                // Index t here is the paper's t + 1 (t = 0 is the first noising step).
+                double betaT = schedule.Betas[t];
+                var mean = (x - eps * (betaT / Math.Sqrt(1 - schedule.AlphaBars[t]))) * (1 / Math.Sqrt(schedule.Alphas[t]));
+                if (t > 0)
+                {
+                    double sigmaT = Math.Sqrt(variance == DdpmVariance.Beta ? betaT : schedule.PosteriorVariance[t]);
+                    mean = mean + generator.Normal(shape, x.DType, x.Device) * sigmaT;
+                }
+                mean.CopyTo(x);
             }
             progress?.Report(schedule.Steps - t);
         }

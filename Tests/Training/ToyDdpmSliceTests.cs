@@ -2,6 +2,7 @@ using System.Diagnostics;
 using DiffusionCore.Engine;
 using DiffusionCore.Models.Networks;
 using DiffusionCore.Models.Processes;
+using DiffusionCore.Models.Score;
 using DiffusionCore.Sampling.Samplers;
 using DiffusionCore.Training;
 using DiffusionCore.Training.Data;
@@ -38,7 +39,7 @@ public class ToyDdpmSliceTests
 
         trainer.Ema!.CopyTo(model.Parameters());
         clock.Restart();
-        var samples = DdpmAncestral.Sample((x, t) => model.Forward(x, t), schedule, [1000, 2], root.Split(4)).ToArray();
+        var samples = DdpmAncestral.Sample(ScoreModel.FromNetwork(model, Parameterisation.Epsilon), schedule, [1000, 2], root.Split(4)).ToArray();
         TestContext.Out.WriteLine($"sampling in {clock.Elapsed.TotalSeconds:F1} s");
         var reference = Toy2d.Sample(Toy2dKind.EightGaussians, 1000, 99);
         var fresh = Toy2d.Sample(Toy2dKind.EightGaussians, 1000, 100);
