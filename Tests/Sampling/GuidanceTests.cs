@@ -122,7 +122,7 @@ public class GuidanceTests
     [TestCaseSource(nameof(Levels))]
     public void ClassifierGuidance_WithTheBayesClassifier_GivesTheConditionalScore(string sdeName, double t)
     {
-        // grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (Bayes' rule; Song et al. 2021, eq. 48): with
+        // grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (Bayes' rule; Song et al. 2021, section 5): with
         // gamma = 1 and the exact classifier, guidance of the exact unconditional score is the exact conditional
         // score; with gamma = 0 it is the unconditional score.
         var level = Sde.Create(sdeName).Level(t);
@@ -182,16 +182,17 @@ public class GuidanceTests
     // Samples per class in the end-to-end check.
     private const int PerClass = 500;
 
-    // The probability-flow ODE from prior draws to t = eta = 1e-5 (VP), RK45 at rtol = atol = 1e-4: its error (~1e-3)
-    // is far below the sampling tolerances (>= 0.08) below.
+    // The probability-flow ODE from prior draws to t = eta = 1e-5 (VP), RK45 at rtol = atol = 1e-3: its error (about
+    // 1e-3 (1 + |x|) per step over ~10 steps, <~3e-2 at worst) is well below the sampling tolerances (~0.1 or more on means)
+    // below, and moves only the few samples within that distance of a component boundary.
     private static Tensor GuidedSamples(ScoreModel guided, int[] labels)
     {
         var sde = new VpSde();
         var z = sde.SamplePrior([labels.Length, 2], new Generator(53), DType.Float64);
-        return ProbabilityFlowLikelihood.Decode(guided, sde, z, new LikelihoodOptions { RelativeTolerance = 1e-4, AbsoluteTolerance = 1e-4 }, labels);
+        return ProbabilityFlowLikelihood.Decode(guided, sde, z, new LikelihoodOptions { RelativeTolerance = 1e-3, AbsoluteTolerance = 1e-3 }, labels);
     }
 
-    private const int ReferenceDraws = 50_000;
+    private const int ReferenceDraws = 20_000;
 
     // Component frequencies of draws from p(x | y), each draw assigned to its most responsible component of the full
     // mixture (the Bayes assignment; "nearest component" in the mixture's own metric), from fresh draws.
@@ -265,9 +266,9 @@ public class GuidanceTests
         // log-likelihood with the exact divergence must be the closed-form log p_eta(x | y), up to the replacement of
         // p_T(z | y) by the prior: unlike the centred data of LikelihoodTests, a class has a mean (|mu_y| ~ 1.6), so this
         // mismatch log N(z; 0, I) - log p_T(z | y) ~ alpha_T z . mu_y is ~1e-2 to 1e-1 nats. It is closed-form, so it is
-        // taken out, leaving the solver's error (rtol = atol = 1e-6: ~1e-5 nats measured; 2e-4 allowed, as in
-        // LikelihoodTests). The points are in and out of their class (log p down to -40), where p_t(y | x) is extreme.
-        // The divergence of the guided drift includes the classifier's Hessian tr(grad^2 log p_t(y | x)), which is only
+        // taken out, leaving the solver's error: at rtol = atol = 1e-6 about 1e-6 (1 + |y|) per step on integrals of up
+        // to ~40 nats, so <= 1e-3 over 10-30 steps even if all errors added up (measured: <= 7e-5 nats). The points lie
+        // in and out of their class (log p down to -40), where p_t(y | x) is extreme. The divergence of the guided drift includes the classifier's Hessian tr(grad^2 log p_t(y | x)), which is only
         // there if the guidance gradient stays differentiable inside the likelihood's recording: without it (a detached
         // gradient) the result misses by up to 6 nats.
         var sde = new VpSde();
@@ -285,7 +286,7 @@ public class GuidanceTests
             int y = labels[b];
             double mismatch = prior[b] - atT[y][b];
             Assert.That(Math.Abs(mismatch), Is.LessThan(0.2), "the prior approximates p_T(z | y)");
-            Assert.That(result.LogLikelihood[b] - mismatch, Is.EqualTo(closedForm[y][b]).Within(2e-4), $"sample {b}, class {y}");
+            Assert.That(result.LogLikelihood[b] - mismatch, Is.EqualTo(closedForm[y][b]).Within(1e-3), $"sample {b}, class {y}");
         }
     }
 }
