@@ -30,16 +30,24 @@ public static class Guidance
         }, Parameterisation.Epsilon);
     }
 
-    /// <summary>grad_x sum_b log p(y_b | x_b) by autograd through the classifier.</summary>
+    /// <summary>
+    /// grad_x sum_b log p(y_b | x_b) by autograd through the classifier. When the caller records a graph through x
+    /// (x tracks gradients and recording is on, as in the likelihood's divergence), the gradient is built with
+    /// createGraph so that it stays differentiable in x; otherwise it is a detached tensor.
+    /// </summary>
     public static Tensor ClassLogProbabilityGradient(Func<Tensor, NoiseLevel, Tensor> classifier, Tensor x, NoiseLevel level, int[] labels)
     {
+        // The divergence of a guided drift needs d/dx of this gradient (the classifier's Hessian); a detached
+        // gradient would silently drop tr(grad^2 log p(y | x)) from probability-flow likelihoods.
+        bool differentiable = Autograd.IsRecording && x.TracksGrad;
         using var grad = Autograd.EnableGrad();
-        var input = x.Detach();
-        input.RequiresGrad = true;
+        var input = differentiable ? x : x.Detach();
+        if (!differentiable) input.RequiresGrad = true;
         var logits = classifier(input, level);
         // CrossEntropy is the batch mean of -log p(y|x); scaling by -B gives sum_b log p(y_b | x_b).
         var logProbability = Ops.Scale(Ops.CrossEntropy(logits, labels), -x.Shape[0]);
-        var g = Autograd.Grad([logProbability], [input])[0]!;
+        var g = Autograd.Grad([logProbability], [input], createGraph: differentiable)[0]!;
+        if (differentiable) return g;
         using var off = Autograd.NoGrad();
         return g.Detach();
     }
