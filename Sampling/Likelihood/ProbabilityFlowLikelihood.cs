@@ -2,6 +2,7 @@ using DiffusionCore.Engine;
 using DiffusionCore.Models.Processes;
 using DiffusionCore.Models.Score;
 using DiffusionCore.Sampling.Ode;
+using DiffusionCore.Sampling.Samplers;
 
 namespace DiffusionCore.Sampling.Likelihood;
 
@@ -45,13 +46,8 @@ public sealed record LikelihoodResult(double[] LogLikelihood, double[] StandardE
 /// </summary>
 public static class ProbabilityFlowLikelihood
 {
-    /// <summary>The probability-flow drift f~(x, t) = f(x, t) - 1/2 g(t)^2 s(x, t) (eq. 13).</summary>
-    public static Tensor Drift(ScoreModel model, Sde sde, Tensor x, double t, int[]? labels = null)
-    {
-        double g = sde.Diffusion(t);
-        var score = model.Score(x, sde.Level(t), labels);
-        return Ops.Add(sde.Drift(x, t), Ops.Scale(score, -0.5 * g * g));
-    }
+    /// <summary>The probability-flow drift f~(x, t) = f(x, t) - 1/2 g(t)^2 s(x, t) (eq. 13); see <see cref="ProbabilityFlow.Drift"/>.</summary>
+    public static Tensor Drift(ScoreModel model, Sde sde, Tensor x, double t, int[]? labels = null) => ProbabilityFlow.Drift(model, sde, x, t, labels);
 
     /// <summary>log p(x) per sample with K probes (or the exact divergence), and its standard error over probes.</summary>
     public static LikelihoodResult LogLikelihood(ScoreModel model, Sde sde, Tensor x, Generator generator, LikelihoodOptions? options = null,
