@@ -236,15 +236,15 @@ internal static class AttentionIlgpu
             for (int r = loadRow; r < Tile; r += GroupSize / ValueBlock)
                 values[r * ValueBlock + loadCol] = r < mRows && c < headDim ? m[(mBase + r) * headDim + c] : 0f;
             Group.Barrier();
+            // acc[i, jj] = Σ_j T[ty + 16 i, j] values[j, tx + 16 jj], unrolled by 4 as MultiplySlices.
             var acc = default(Block4x4);
-            for (int j = 0; j < Tile; j++)
+            for (int j = 0; j < Tile; j += 4)
             {
-                int vo = j * ValueBlock + tx;
-                var vq = new Quad(values[vo], values[vo + 16], values[vo + 32], values[vo + 48]);
-                acc.R0 = Quad.MulAdd(tile[ty * ScoreStride + j], vq, acc.R0);
-                acc.R1 = Quad.MulAdd(tile[(ty + 16) * ScoreStride + j], vq, acc.R1);
-                acc.R2 = Quad.MulAdd(tile[(ty + 32) * ScoreStride + j], vq, acc.R2);
-                acc.R3 = Quad.MulAdd(tile[(ty + 48) * ScoreStride + j], vq, acc.R3);
+                int to = ty * ScoreStride + j, vo = j * ValueBlock + tx;
+                acc = OuterProductStep(tile, to, 16 * ScoreStride, values, vo, acc);
+                acc = OuterProductStep(tile, to + 1, 16 * ScoreStride, values, vo + ValueBlock, acc);
+                acc = OuterProductStep(tile, to + 2, 16 * ScoreStride, values, vo + 2 * ValueBlock, acc);
+                acc = OuterProductStep(tile, to + 3, 16 * ScoreStride, values, vo + 3 * ValueBlock, acc);
             }
             for (int i = 0; i < 4; i++)
             {

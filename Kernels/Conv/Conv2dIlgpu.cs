@@ -18,7 +18,7 @@ namespace DiffusionCore.Kernels.Conv;
 /// <item>weight gradient: dw[co, k] = Σ_{(n, p)} dy[n, co, p] col[k, (n, p)], a Cout x K output over depth N P,
 /// split over the depth into partial sums (split-K) when the output alone has too few tiles to fill the device;
 /// the partials are then added in split order, so the result is the same on every run;
-/// db[co] = Σ_{n, p} dy[n, co, p] by one warp per channel.</item>
+/// db[co] = Σ_{n, p} dy[n, co, p] summed from the dy slices the same kernel loads.</item>
 /// </list>
 /// Every GEMM uses 64 x 64 output tiles per group of 256 threads, 4 x 4 outputs per thread, and 16-deep slices of
 /// both operands in shared memory (see <see cref="ImageTilesIlgpu"/>). Outputs must not overlap inputs.
@@ -146,10 +146,14 @@ internal static class Conv2dIlgpu
     }
 
     /// <summary>
-    /// Partial weight gradient over the depth range of split Grid.IdxZ (<paramref name="splitDepth"/> pixels each):
-    /// out[z, co, k] = Σ dy[n, co, p] col[k, (n, p)] over the (n, p) of the split. With one split out is dw.
+    /// Partial weight (and bias) gradient over the depth range of split z = Grid.IdxZ (<paramref name="splitDepth"/>
+    /// output pixels each): dwOut[z stride + co K + k] = Σ dy[n, co, p] col[k, (n, p)] over the (n, p) of the split,
+    /// and, when <paramref name="hasBias"/> != 0, dbOut[z stride + co] = Σ dy[n, co, p] over the same pixels, summed
+    /// by the groups of the first column tile from the dy slices they load anyway. With one split, dwOut and dbOut are
+    /// dw and db themselves.
     /// </summary>
-    internal static void BackwardWeightKernel(Conv2dShape s, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> output, int splitDepth)
+    internal static void BackwardWeightKernel(Conv2dShape s, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dwOut,
+        ArrayView<float> dbOut, int hasBias, int splitDepth, int splitStride)
     {
         var a = SharedMemory.Allocate<float>(SliceFloats);
         var b = SharedMemory.Allocate<float>(SliceFloats);
@@ -159,6 +163,9 @@ internal static class Conv2dIlgpu
         int taps = s.KH * s.KW, columns = s.Cin * taps, depth = s.N * plane;
         int begin = Grid.IdxZ * splitDepth, end = Min(depth, begin + splitDepth);
         int depthRow = t % ThreadsPerSide;
+        // Threads 0 .. 63 of the first column tile also add up row t of every dy slice: db for channel row0 + t.
+        bool sumsBias = hasBias != 0 && Grid.IdxX == 0 && t < Tile;
+        float biasSum = 0f;
         // The four weight taps (c, kh, kw) this thread gathers x for.
         var taps4 = new Origins4(
             WeightTap(col0 + t / ThreadsPerSide, s, hw, columns), WeightTap(col0 + t / ThreadsPerSide + 16, s, hw, columns),
@@ -182,9 +189,13 @@ internal static class Conv2dIlgpu
             }
             Group.Barrier();
             acc = MultiplySlices(a, b, tx, ty, acc);
+            if (sumsBias)
+            {
+                for (int kk = 0; kk < SliceDepth; kk++) biasSum += a[kk * SliceStride + t];
+            }
             Group.Barrier();
         }
-        int splitOffset = Grid.IdxZ * s.Cout * columns;
+        int splitOffset = Grid.IdxZ * splitStride;
         for (int i = 0; i < 4; i++)
         {
             int co = row0 + ty + 16 * i;
@@ -192,36 +203,24 @@ internal static class Conv2dIlgpu
             for (int j = 0; j < 4; j++)
             {
                 int col = col0 + tx + 16 * j;
-                if (col < columns) output[splitOffset + co * columns + col] = acc.Get(i, j);
+                if (col < columns) dwOut[splitOffset + co * columns + col] = acc.Get(i, j);
             }
         }
-    }
-
-    /// <summary>dw[i] = Σ_z partial[z, i] for z = 0 .. splits-1 in order (deterministic split-K reduction).</summary>
-    internal static void SumSplitsKernel(Index1D i, ArrayView<float> partial, int splits, int length, ArrayView<float> dw)
-    {
-        float sum = 0f;
-        for (int z = 0; z < splits; z++) sum += partial[z * length + i];
-        dw[i] = sum;
+        if (sumsBias && row0 + t < s.Cout) dbOut[splitOffset + row0 + t] = biasSum;
     }
 
     /// <summary>
-    /// db[co] = Σ_{n, p} dy[n, co, p], one warp per output channel (Group.DimX / WarpSize channels per group): lanes
-    /// stride over each row of dy, then a shuffle butterfly adds them. No shared memory and no barriers.
+    /// Split-K reduction, deterministic: with partial laid out [split][dw (W floats), db (Cout floats)] every
+    /// <paramref name="splitStride"/> floats, dw[i] = Σ_z partial[z, i] for i &lt; W and db[i - W] = Σ_z partial[z, i]
+    /// above, z = 0 .. splits-1 in order.
     /// </summary>
-    internal static void BiasGradientKernel(Conv2dShape s, ArrayView<float> dy, ArrayView<float> db)
+    internal static void SumSplitsKernel(Index1D i, ArrayView<float> partial, int splits, int splitStride, int weightLength,
+        ArrayView<float> dw, ArrayView<float> db)
     {
-        int co = Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
-        if (co >= s.Cout) return;
-        int plane = s.OutH * s.OutW;
         float sum = 0f;
-        for (int n = 0; n < s.N; n++)
-        {
-            int rowStart = (n * s.Cout + co) * plane;
-            for (int p = Warp.LaneIdx; p < plane; p += Warp.WarpSize) sum += dy[rowStart + p];
-        }
-        float total = WarpSum(sum);
-        if (Warp.LaneIdx == 0) db[co] = total;
+        for (int z = 0; z < splits; z++) sum += partial[z * splitStride + i];
+        if (i < weightLength) dw[i] = sum;
+        else db[i - weightLength] = sum;
     }
 
     private static int Min(int a, int b) => a < b ? a : b;
@@ -253,9 +252,9 @@ internal static class Conv2dIlgpu
         private readonly ImageScratch _scratch;
         private readonly Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>> _forward;
         private readonly Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>> _backwardInput;
-        private readonly Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _backwardWeight;
-        private readonly Action<AcceleratorStream, Index1D, ArrayView<float>, int, int, ArrayView<float>> _sumSplits;
-        private readonly Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>> _biasGradient;
+        private readonly Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, int, int, int> _backwardWeight;
+        private readonly Action<AcceleratorStream, Index1D, ArrayView<float>, int, int, int, ArrayView<float>, ArrayView<float>> _sumSplits;
 
         /// <summary>Compiles the kernels for <paramref name="accelerator"/>.</summary>
         public Kernels(Accelerator accelerator)
@@ -265,9 +264,9 @@ internal static class Conv2dIlgpu
             _scratch = new ImageScratch(accelerator);
             _forward = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(ForwardKernel);
             _backwardInput = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardInputKernel);
-            _backwardWeight = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(BackwardWeightKernel);
-            _sumSplits = accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, int, int, ArrayView<float>>(SumSplitsKernel);
-            _biasGradient = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>>(BiasGradientKernel);
+            _backwardWeight = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, int, int, int>(BackwardWeightKernel);
+            _sumSplits = accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, int, int, int, ArrayView<float>, ArrayView<float>>(SumSplitsKernel);
         }
 
         /// <summary>y = conv2d(x, w) + bias; an empty <paramref name="bias"/> means no bias.</summary>
@@ -317,17 +316,20 @@ internal static class Conv2dIlgpu
             // Whole slices per split, then drop splits left empty by the rounding.
             int splitDepth = DivUp(DivUp(depth, Math.Min(splits, depth)), SliceDepth) * SliceDepth;
             splits = DivUp(depth, splitDepth);
-            if ((long)splits * s.WeightLength > int.MaxValue)
-                throw new KernelException(Op, $"{splits} split-K partials of {s.WeightLength} weights exceed {int.MaxValue} elements, {s}");
-            var output = splits == 1 ? dw : _scratch.Get(stream, splits * s.WeightLength);
+            int weights = (int)s.WeightLength, splitStride = weights + s.Cout;
+            if ((long)splits * splitStride > int.MaxValue)
+                throw new KernelException(Op, $"{splits} split-K partials of {splitStride} values exceed {int.MaxValue} elements, {s}");
+            int hasBias = db.Length > 0 ? 1 : 0;
             var grid = new Index3D(DivUp(columns, Tile), DivUp(s.Cout, Tile), splits);
-            _backwardWeight(stream, new KernelConfig(grid, new Index3D(GroupSize, 1, 1)), s, x, dy, output, splitDepth);
-            if (splits > 1) _sumSplits(stream, (int)s.WeightLength, output, splits, (int)s.WeightLength, dw);
-            if (db.Length > 0)
+            var config = new KernelConfig(grid, new Index3D(GroupSize, 1, 1));
+            if (splits == 1)
             {
-                int channelsPerGroup = GroupSize / _accelerator.WarpSize;
-                _biasGradient(stream, new KernelConfig(new Index3D(DivUp(s.Cout, channelsPerGroup), 1, 1), new Index3D(GroupSize, 1, 1)), s, dy, db);
+                _backwardWeight(stream, config, s, x, dy, dw, db, hasBias, splitDepth, 0);
+                return;
             }
+            var partial = _scratch.Get(stream, (long)splits * splitStride);
+            _backwardWeight(stream, config, s, x, dy, partial, partial.SubView(weights), hasBias, splitDepth, splitStride);
+            _sumSplits(stream, weights + hasBias * s.Cout, partial, splits, splitStride, weights, dw, db);
         }
 
         /// <summary>Frees the split-K scratch buffer.</summary>
