@@ -313,6 +313,7 @@ internal static class Conv2dIlgpu
                 int wanted = DivUp(GroupsPerMultiprocessor * _accelerator.NumMultiprocessors, tiles);
                 splits = Math.Clamp(wanted, 1, DivUp(depth, MinSplitDepth));
             }
+            splits = Math.Min(splits, _accelerator.MaxGridSize.Z);
             // Whole slices per split, then drop splits left empty by the rounding.
             int splitDepth = DivUp(DivUp(depth, Math.Min(splits, depth)), SliceDepth) * SliceDepth;
             splits = DivUp(depth, splitDepth);

@@ -5,7 +5,7 @@ namespace DiffusionCore.Kernels.Ilgpu;
 
 /// <summary>
 /// Building blocks shared by the ILGPU image kernels (Conv2dIlgpu, AttentionIlgpu, GroupNormIlgpu): the 64 x 64
-/// register-blocked tile product over shared memory, group-wide sums, and checks on the accelerator.
+/// register-blocked tile product over shared memory, warp and group sums, and checks on the accelerator.
 /// <para>
 /// A tile kernel runs <see cref="GroupSize"/> = 16 x 16 threads; thread (tx, ty) = (t % 16, t / 16) owns the 4 x 4
 /// outputs at rows ty + 16 i and columns tx + 16 j (i, j &lt; 4) of a <see cref="Tile"/> x <see cref="Tile"/> block.
@@ -70,30 +70,15 @@ internal static class ImageTilesIlgpu
     }
 
     /// <summary>
-    /// Sum of <paramref name="value"/> over the whole group, returned to every thread: a butterfly of shuffles within
-    /// each warp, then the warp totals added in warp order through <paramref name="shared"/> (at least
-    /// GroupSize / WarpSize floats). Two barriers; the same order on every run; <paramref name="shared"/> is free
-    /// again when the call returns.
+    /// Sums of both values of <paramref name="value"/> over the whole group, returned to every thread: a butterfly of
+    /// shuffles within each warp (<see cref="WarpSums"/>), then the warp totals added in warp order through
+    /// <paramref name="shared"/> (at least 2 GroupSize / WarpSize floats). Two barriers; the same order on every run;
+    /// <paramref name="shared"/> is free again when the call returns.
     /// </summary>
-    public static float GroupSum(float value, ArrayView<float> shared)
-    {
-        float warpTotal = WarpSum(value);
-        if (Warp.LaneIdx == 0) shared[Warp.WarpIdx] = warpTotal;
-        Group.Barrier();
-        float sum = 0f;
-        for (int w = 0; w < Group.DimX / Warp.WarpSize; w++) sum += shared[w];
-        Group.Barrier();
-        return sum;
-    }
-
-    /// <summary>
-    /// Two <see cref="GroupSum"/> at once, with the barriers and shuffles of one (a shuffle moves both values);
-    /// <paramref name="shared"/> holds 2 GroupSize / WarpSize floats.
-    /// </summary>
-    public static Pair GroupSum2(Pair value, ArrayView<float> shared)
+    public static Pair GroupSums(Pair value, ArrayView<float> shared)
     {
         int warps = Group.DimX / Warp.WarpSize;
-        var warpTotal = WarpSum2(value);
+        var warpTotal = WarpSums(value);
         if (Warp.LaneIdx == 0)
         {
             shared[Warp.WarpIdx] = warpTotal.First;
@@ -110,25 +95,18 @@ internal static class ImageTilesIlgpu
         return new Pair(first, second);
     }
 
-    /// <summary><see cref="WarpSum"/> of two values at once.</summary>
-    public static Pair WarpSum2(Pair value)
+    /// <summary>
+    /// Sums of both values over the warp, in every lane: a butterfly over lane masks WarpSize/2 .. 1 (one shuffle moves
+    /// both values), where each lane adds the same two partial sums as its partner, in the other order, which float
+    /// addition ignores: all lanes end with the same bits.
+    /// </summary>
+    public static Pair WarpSums(Pair value)
     {
         for (int mask = Warp.WarpSize / 2; mask > 0; mask >>= 1)
         {
             var other = Warp.ShuffleXor(value, mask);
             value = new Pair(value.First + other.First, value.Second + other.Second);
         }
-        return value;
-    }
-
-    /// <summary>
-    /// Sum of <paramref name="value"/> over the warp, in every lane: a butterfly over lane masks WarpSize/2 .. 1, where
-    /// each lane adds the same two partial sums as its partner (in the other order, which float addition ignores), so
-    /// all lanes end with the same bits.
-    /// </summary>
-    public static float WarpSum(float value)
-    {
-        for (int mask = Warp.WarpSize / 2; mask > 0; mask >>= 1) value += Warp.ShuffleXor(value, mask);
         return value;
     }
 

@@ -77,7 +77,7 @@ internal static class GroupNormIlgpu
                 a += g;
                 b += g * xhat;
             }
-            var sums = WarpSum2(new Pair(a, b));
+            var sums = WarpSums(new Pair(a, b));
             if (Warp.LaneIdx == 0)
             {
                 partial[n * d.Channels + c] = sums.First;
@@ -130,7 +130,7 @@ internal static class GroupNormIlgpu
             sum += dev;
             squares += dev * dev;
         }
-        var sums = GroupSum2(new Pair(sum, squares), shared);
+        var sums = GroupSums(new Pair(sum, squares), shared);
         float offset = sums.First / m;
         return new BlockMoments(x0, offset, XMath.Max(0f, sums.Second / m - offset * offset));
     }
