@@ -491,8 +491,9 @@ public sealed class ImageKernelsIlgpuTests
     }
 
     /// <summary>
-    /// Each kernel compiles to PTX with no GPU present; those that share tiles synchronise with bar.sync, and the
-    /// attention forward reduces score rows with warp shuffles.
+    /// Each kernel compiles to PTX with no GPU present; those that share tiles synchronise with bar.sync, the
+    /// attention forward reduces score rows with warp shuffles, and no kernel declares more static shared memory
+    /// than CUDA allows.
     /// </summary>
     [TestCaseSource(nameof(PtxKernels))]
     public void CompilesToPtx(string arch, Type owner, string name, bool grouped, bool barriers, Type? element)
@@ -509,6 +510,11 @@ public sealed class ImageKernelsIlgpuTests
         if (barriers) Assert.That(ptx, Does.Contain("bar.sync"), "a tile kernel without a barrier");
         if (owner == typeof(AttentionIlgpu) && name == nameof(AttentionIlgpu.ForwardKernel))
             Assert.That(ptx, Does.Contain("shfl.sync"), "the row max and sum should use warp shuffles");
+        // CUDA refuses a launch whose static shared memory exceeds 48 KiB per block.
+        long sharedBytes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared\s[^\[;]*\[(\d+)\]")
+            .Sum(m => long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.That(sharedBytes, Is.LessThanOrEqualTo(48 * 1024), "static shared memory per group");
+        if (barriers) Assert.That(sharedBytes, Is.GreaterThan(0), "a tile kernel without shared memory (or the PTX pattern is stale)");
     }
 
     // ---------------------------------------------------------------- helpers
