@@ -8,7 +8,9 @@ namespace DiffusionCore.Bench;
 /// <summary>
 /// The side-by-side table after a BenchmarkDotNet run: one row per workload and pass with our median,
 /// libtorch's median, the ratio libtorch / ours (above 1: we are faster), both flop rates, our bare-kernel
-/// median where there is one, and the validation's largest relative difference. Printed to the console and
+/// median where there is one, and the validation's largest relative difference (or, for end-to-end workloads,
+/// what was checked instead); then, for workloads measured as rates (<see cref="WorkloadAttribute.RateUnit"/>),
+/// each side's rate at its median. Printed to the console and
 /// written as markdown to <c>peer-summary.md</c> in the run's results folder (BenchmarkDotNet.Artifacts/results
 /// unless <c>--artifacts</c> says otherwise).
 /// </summary>
@@ -31,17 +33,20 @@ public static class PeerSummary
             .OrderBy(g => WorkloadAttribute.Of(g.Key.Type)!.Id, StringComparer.Ordinal).ThenBy(g => g.Key.Pass)
             .Select(g => Row(g.Key.Type, g.Key.Pass, g.ToList()))
             .ToList();
+        var rates = rows.Select(r => r.Rate).OfType<string>().ToList();
         if (rows.Count == 0 && failed.Count == 0) return true;
 
         var validationFailures = rows.Select(r => r.Failure).OfType<string>().ToList();
         var jobs = reports.Select(r => r.BenchmarkCase.Job.DisplayInfo).Distinct().ToList();
         var notes = Notes(torch, jobs);
-        string markdown = Markdown(notes, rows, validationFailures, failed);
+        string markdown = Markdown(notes, rows, rates, validationFailures, failed);
         Console.WriteLine();
         Console.WriteLine("// * DiffusionCore vs libtorch *");
         foreach (string line in notes) Console.WriteLine(line);
         Console.WriteLine();
         Console.WriteLine(Aligned(rows));
+        if (rates.Count > 0) Console.WriteLine();
+        foreach (string r in rates) Console.WriteLine(r);
         foreach (string f in validationFailures) Console.WriteLine($"VALIDATION FAILED: {f}");
         foreach (string f in failed) Console.WriteLine($"NO RESULT: {f}");
 
@@ -56,8 +61,9 @@ public static class PeerSummary
         return validationFailures.Count == 0 && failed.Count == 0;
     }
 
-    /// <summary>One table row: the cells in <see cref="Header"/> order, and the validation failure if any.</summary>
-    private sealed record TableRow(string[] Cells, string? Failure);
+    /// <summary>One table row: the cells in <see cref="Header"/> order, the validation failure if any, and the
+    /// line of rates at the medians for a workload measured as a rate.</summary>
+    private sealed record TableRow(string[] Cells, string? Failure, string? Rate);
 
     private static TableRow Row(Type type, Pass pass, IReadOnlyList<BenchmarkReport> reports)
     {
@@ -70,13 +76,28 @@ public static class PeerSummary
         var validation = PeerValidation.Of(type, pass);
         string check = validation is null ? "not run"
             : validation.Failure is not null ? "FAILED"
-            : string.Join(", ", validation.WorstError.Select(e => $"{e.Key} {e.Value:E1}"));
+            : validation.Note ?? string.Join(", ", validation.WorstError.Select(e => $"{e.Key} {e.Value:E1}"));
         return new TableRow(
         [
             $"{workload.Id} {workload.Description}", pass == Pass.Forward ? "fwd" : "fwd+bwd",
             Ms(ours), Ms(torch), Ratio(torch, ours), Rate(flops, ours), Rate(flops, torch),
             Ms(kernel), Ratio(torch, kernel), check,
-        ], validation?.Failure);
+        ], validation?.Failure, RateLine(workload, ours, torch));
+    }
+
+    /// <summary>"E3 at the median: ours 1.20 NFE/s (76.8 images/s), libtorch ..."; null for a workload without a rate unit.</summary>
+    private static string? RateLine(WorkloadAttribute workload, double? ours, double? torch)
+    {
+        if (workload.RateUnit is null) return null;
+        string Side(double? ns)
+        {
+            if (ns is null) return "-";
+            double perSecond = 1e9 / ns.Value;
+            string items = workload.ItemsPerRepetition > 0
+                ? string.Create(CultureInfo.InvariantCulture, $" ({workload.ItemsPerRepetition * perSecond:F1} {workload.ItemUnit})") : "";
+            return string.Create(CultureInfo.InvariantCulture, $"{perSecond:F3} {workload.RateUnit}{items}");
+        }
+        return $"{workload.Id} at the median: ours {Side(ours)}, libtorch {Side(torch)}";
     }
 
     private static List<string> Notes(string torch, IReadOnlyList<string> jobs) =>
@@ -90,7 +111,7 @@ public static class PeerSummary
             $"max rel. diff = ||side - libtorch||2 / ||libtorch||2 over all outputs and gradients (tolerance {PeerValidation.RelativeTolerance:E0})",
     ];
 
-    private static string Markdown(List<string> notes, List<TableRow> rows, List<string> validationFailures, List<string> failed)
+    private static string Markdown(List<string> notes, List<TableRow> rows, List<string> rates, List<string> validationFailures, List<string> failed)
     {
         var sb = new StringBuilder();
         sb.AppendLine("# DiffusionCore vs libtorch (CPU)").AppendLine();
@@ -99,6 +120,8 @@ public static class PeerSummary
         sb.AppendLine("| " + string.Join(" | ", Header) + " |");
         sb.AppendLine("|" + string.Concat(Header.Select((_, i) => i < 2 ? "---|" : "---:|")));
         foreach (var row in rows) sb.AppendLine("| " + string.Join(" | ", row.Cells) + " |");
+        if (rates.Count > 0) sb.AppendLine();
+        foreach (string r in rates) sb.AppendLine($"- {r}");
         if (validationFailures.Count > 0 || failed.Count > 0) sb.AppendLine();
         foreach (string f in validationFailures) sb.AppendLine($"- VALIDATION FAILED: {f}");
         foreach (string f in failed) sb.AppendLine($"- NO RESULT: {f}");

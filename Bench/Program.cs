@@ -4,7 +4,7 @@ using DiffusionCore.Bench.Peer;
 namespace DiffusionCore.Bench;
 
 /// <summary>
-/// Entry point: BenchmarkDotNet over the BENCHMARKS.md workloads K1-K6, each timed for DiffusionCore and for
+/// Entry point: BenchmarkDotNet over the BENCHMARKS.md workloads K1-K7, E1, E2, E3 and E5, each timed for DiffusionCore and for
 /// libtorch (TorchSharp-cpu) in the same run, then the side-by-side table of <see cref="PeerSummary"/>.
 /// <c>Bench/run-peer.sh</c> runs it with the tuned and the as-shipped libtorch environment; directly:
 /// <c>dotnet run -c Release --project Bench -- --filter '*K6*'</c> (any BenchmarkDotNet option).

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # DiffusionCore vs libtorch (TorchSharp-cpu) on this machine's CPU: the BenchmarkDotNet suites of
-# shared/BENCHMARKS.md's K1-K6, each workload timed for ours and for libtorch in the same run.
+# shared/BENCHMARKS.md's K1-K7 and end-to-end E1, E2, E3, E5, each workload timed for ours and for
+# libtorch in the same run.
 #
-# Usage: Bench/run-peer.sh [--check] [K1 K3 ...] [BenchmarkDotNet options ...]
-#   (no workload)  every workload: K1 K2 K3 K4 K5 (whole block and attention core) K6
-#   K3 ...         only those (BenchmarkDotNet filter '*.K3*'; K5 selects both K5 classes)
+# Usage: Bench/run-peer.sh [--check] [K1 E2 ...] [BenchmarkDotNet options ...]
+#   (no workload)  every workload: K1 K2 K3 K4 K5 (whole block and attention core) K6 K7 E1 E2 E3 E5
+#   K3 E2 ...      only those (BenchmarkDotNet filter '*.K3*'; K5 selects both K5 classes)
 #   --check        one untimed call per benchmark in one process (the shell's environment): every
-#                  workload's validation against libtorch and the summary table, in about a minute;
+#                  workload's validation against libtorch and the summary table (K1-K6 in about a
+#                  minute; the end-to-end workloads take one or a few seconds per call on a quiet machine);
 #                  the times it prints mean nothing
 #   other options  passed to BenchmarkDotNet, e.g. --iterationCount 15
 #
@@ -33,7 +35,7 @@ filters=()
 for arg in "$@"; do
     case "$arg" in
         --check) check=1 ;;
-        K[0-9]*) filters+=("*.${arg}*") ;;
+        [KE][0-9]*) filters+=("*.${arg}*") ;;
         *) bdn+=("$arg") ;;
     esac
 done

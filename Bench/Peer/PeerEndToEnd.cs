@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using DiffusionCore.Bench.Workloads;
 using DiffusionCore.Models.Processes;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -11,8 +12,11 @@ namespace DiffusionCore.Bench.Peer;
 /// The libtorch (TorchSharp-cpu) peer of BENCHMARKS.md's end-to-end workloads on <see cref="TorchUNet"/>,
 /// with <see cref="LibTorchPeer"/>'s conventions: call <see cref="LibTorchPeer.Initialise"/> first; each
 /// factory builds its model and inputs once (float32), runs one repetition and throws if any output (and,
-/// for a training step, any gradient or updated parameter) is not finite, then returns an
-/// <see cref="Action"/> performing one repetition inside a dispose scope. Model weights keep PyTorch's default
+/// for a training step, any gradient or updated parameter) is not finite, then returns a
+/// <see cref="WorkloadSide"/> whose <see cref="WorkloadSide.Run"/> performs one repetition inside a dispose
+/// scope, whose <see cref="WorkloadSide.Results"/> returns one repetition's outputs (checked finite), whose
+/// <see cref="WorkloadSide.ParameterCount"/> is the model's and whose <see cref="WorkloadSide.Release"/> frees
+/// the model and inputs. Model weights keep PyTorch's default
 /// initialisation (GroupNorm's set to 1 and 0): the cost of a step does not depend on the weights' values.
 /// </summary>
 public static class PeerEndToEnd
@@ -45,22 +49,22 @@ public static class PeerEndToEnd
     private const double OdeTime = 0.5;
 
     /// <summary>E1: one DSM training step of unet-b at batch <see cref="E1Batch"/>; see <see cref="TrainingStep"/>.</summary>
-    public static Action E1TrainingStepUnetB() => TrainingStep("E1", TorchUNetConfig.UnetB, E1Batch);
+    public static WorkloadSide E1TrainingStepUnetB() => TrainingStep("E1", TorchUNetConfig.UnetB, E1Batch);
 
     /// <summary>E2: one DSM training step of unet-s at batch <see cref="E2Batch"/>; see <see cref="TrainingStep"/>.</summary>
-    public static Action E2TrainingStepUnetS() => TrainingStep("E2", TorchUNetConfig.UnetS, E2Batch);
+    public static WorkloadSide E2TrainingStepUnetS() => TrainingStep("E2", TorchUNetConfig.UnetS, E2Batch);
 
     /// <summary>
     /// E3: one network evaluation (one NFE of a DDIM or probability-flow Euler loop) of unet-b on
     /// x[<see cref="E3Batch"/>, 3, 32, 32] at timestep 500, in eval mode under <c>no_grad</c>. A repetition
     /// of s seconds gives 1/s NFE/s and <see cref="E3Batch"/>/s images/s per network evaluation.
     /// </summary>
-    public static Action E3NetworkEvaluationUnetB()
+    public static WorkloadSide E3NetworkEvaluationUnetB()
     {
         var model = Eval(TorchUNetConfig.UnetB);
         Tensor x = torch.randn(E3Batch, 3, 32, 32);
         Tensor t = torch.full(E3Batch, DdpmSteps / 2, ScalarType.Float32);
-        return Prepare("E3 unet-b evaluation", forwardOnly: true, () => [model.call(x, t)]);
+        return Prepare("E3 unet-b evaluation", model, forwardOnly: true, () => [model.call(x, t)], x, t);
     }
 
     /// <summary>
@@ -69,18 +73,18 @@ public static class PeerEndToEnd
     /// one forward and one vector-Jacobian product <c>torch.autograd.grad(y, x, v)</c>. The parameters
     /// do not require gradients: only the input's is wanted.
     /// </summary>
-    public static Action K7HutchinsonDivergenceUnetB()
+    public static WorkloadSide K7HutchinsonDivergenceUnetB()
     {
         var model = Eval(TorchUNetConfig.UnetB);
         Tensor x = torch.randn(new long[] { K7Batch, 3, 32, 32 }, requires_grad: true);
         Tensor t = torch.full(K7Batch, DdpmSteps / 2, ScalarType.Float32);
-        return Prepare("K7 unet-b Hutchinson divergence", forwardOnly: false, () =>
+        return Prepare("K7 unet-b Hutchinson divergence", model, forwardOnly: false, () =>
         {
             Tensor v = Rademacher(x.shape);
             Tensor y = model.call(x, t);
             Tensor vjp = torch.autograd.grad([y], [x], [v])[0];
             return [y, (vjp * v).sum([1, 2, 3])];
-        });
+        }, x, t);
     }
 
     /// <summary>
@@ -91,7 +95,7 @@ public static class PeerEndToEnd
     /// div = v^T (d drift / d x) v by one VJP. The Rademacher probe v is fixed, as in a likelihood solve
     /// (score_sde draws it once per solve). One forward + one VJP; the parameters do not require gradients.
     /// </summary>
-    public static Action E5ProbabilityFlowEvaluationUnetS()
+    public static WorkloadSide E5ProbabilityFlowEvaluationUnetS()
     {
         var model = Eval(TorchUNetConfig.UnetS);
         var sde = new VpSde();
@@ -99,13 +103,13 @@ public static class PeerEndToEnd
         Tensor x = torch.randn(new long[] { E5Batch, 1, 32, 32 }, requires_grad: true);
         Tensor t = torch.full(E5Batch, sde.NetworkCondition(OdeTime), ScalarType.Float32);
         Tensor v = Rademacher(x.shape);
-        return Prepare("E5 unet-s probability-flow evaluation", forwardOnly: false, () =>
+        return Prepare("E5 unet-s probability-flow evaluation", model, forwardOnly: false, () =>
         {
             Tensor eps = model.call(x, t);
             Tensor drift = x * sde.DriftScale(OdeTime) + eps * (0.5 * g * g / sigma);
             Tensor vjp = torch.autograd.grad([drift], [x], [v])[0];
             return [drift, (vjp * v).sum([1, 2, 3])];
-        });
+        }, x, t, v);
     }
 
     /// <summary>
@@ -114,8 +118,10 @@ public static class PeerEndToEnd
     /// 0..999 and the noise, x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise with the linear betas,
     /// loss = MSE(model(x_t, t), noise), zero_grad, backward, Adam step (lr 2e-4, betas 0.9 and 0.999).
     /// x0 is one fixed standard-normal batch standing in for the data, since loading data is not timed.
+    /// The side's results are the loss, then every parameter's gradient, then every parameter after the step
+    /// (each concatenated in <c>parameters()</c> order).
     /// </summary>
-    private static Action TrainingStep(string id, TorchUNetConfig config, int batch)
+    private static WorkloadSide TrainingStep(string id, TorchUNetConfig config, int batch)
     {
         var model = new TorchUNet(config);
         model.train();
@@ -149,10 +155,31 @@ public static class PeerEndToEnd
                 CheckFinite(name, $"grad of {pname}", p.grad ?? throw new InvalidOperationException($"libtorch peer {name}: {pname} got no gradient"));
             }
         }
-        return () =>
+        float[][] Results()
         {
-            using (torch.NewDisposeScope()) Step();
-        };
+            using (torch.NewDisposeScope())
+            {
+                Tensor loss = Step();
+                CheckFinite(name, "loss", loss);
+                Tensor grads = torch.cat(parameters.Select(p => (p.grad ?? throw new InvalidOperationException($"libtorch peer {name}: a parameter got no gradient")).flatten()).ToArray());
+                Tensor updated = torch.cat(parameters.Select(p => p.detach().flatten()).ToArray());
+                CheckFinite(name, "gradients", grads);
+                CheckFinite(name, "parameters after the Adam step", updated);
+                return [HostCopy(loss), HostCopy(grads), HostCopy(updated)];
+            }
+        }
+        return new WorkloadSide("libtorch",
+            () =>
+            {
+                using (torch.NewDisposeScope()) Step();
+            },
+            Results,
+            () =>
+            {
+                optimizer.Dispose();
+                foreach (var d in new IDisposable[] { model, signal, noiseScale, x0 }) d.Dispose();
+            },
+            model.ParameterCount);
     }
 
     /// <summary>
@@ -160,7 +187,7 @@ public static class PeerEndToEnd
     /// unet-s's float32 gradients against float64 (<see cref="CheckGradientsAgainstFloat64"/>); then builds
     /// E1, E2, E3, K7 and E5 (each checks its outputs are finite) and prints one repetition's time of each.
     /// Those times are single, unwarmed-up-to-steady-state samples, only a sign of life: the peer table
-    /// (<see cref="PeerTable"/>) gives the medians to report.
+    /// (<see cref="PeerSummary"/>) gives the medians to report.
     /// </summary>
     /// <exception cref="InvalidOperationException">A parameter count differs from BENCHMARKS.md's, a gradient
     /// differs from its float64 value, or an output is not finite.</exception>
@@ -241,12 +268,13 @@ public static class PeerEndToEnd
         }
     }
 
-    /// <summary>Times one call of <paramref name="repetition"/>; prints ms, repetitions/s and, if given, items/s.</summary>
-    private static void TimeOnce(string label, Action repetition, string unit, double? itemsPerRep = null, string? itemUnit = null)
+    /// <summary>Times one repetition of <paramref name="side"/>, then releases it; prints ms, repetitions/s and, if given, items/s.</summary>
+    private static void TimeOnce(string label, WorkloadSide side, string unit, double? itemsPerRep = null, string? itemUnit = null)
     {
         long start = Stopwatch.GetTimestamp();
-        repetition();
+        side.Run();
         double s = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        side.Release?.Invoke();
         string items = itemsPerRep is null ? "" : $", {itemsPerRep.Value / s:F1} {itemUnit}";
         Console.WriteLine($"  {label,-40} {s * 1e3,10:F1} ms  ({1 / s:F2} {unit}{items})");
     }
@@ -266,9 +294,10 @@ public static class PeerEndToEnd
 
     /// <summary>
     /// Runs <paramref name="body"/> once, throws if any tensor it returns holds a non-finite value, and returns
-    /// one repetition: a dispose scope (and <c>no_grad</c> when <paramref name="forwardOnly"/>) around the body.
+    /// the side: one repetition is a dispose scope (and <c>no_grad</c> when <paramref name="forwardOnly"/>)
+    /// around the body; its release disposes <paramref name="model"/> and <paramref name="inputs"/>.
     /// </summary>
-    private static Action Prepare(string name, bool forwardOnly, Func<Tensor[]> body)
+    private static WorkloadSide Prepare(string name, TorchUNet model, bool forwardOnly, Func<Tensor[]> body, params Tensor[] inputs)
     {
         Tensor[] Run()
         {
@@ -280,11 +309,31 @@ public static class PeerEndToEnd
             Tensor[] outputs = Run();
             for (int i = 0; i < outputs.Length; i++) CheckFinite(name, $"output {i}", outputs[i]);
         }
-        return () =>
+        float[][] Results()
         {
-            using (torch.NewDisposeScope()) Run();
-        };
+            using (torch.NewDisposeScope())
+            {
+                Tensor[] outputs = Run();
+                for (int i = 0; i < outputs.Length; i++) CheckFinite(name, $"output {i}", outputs[i]);
+                return outputs.Select(HostCopy).ToArray();
+            }
+        }
+        return new WorkloadSide("libtorch",
+            () =>
+            {
+                using (torch.NewDisposeScope()) Run();
+            },
+            Results,
+            () =>
+            {
+                model.Dispose();
+                foreach (var t in inputs) t.Dispose();
+            },
+            model.ParameterCount);
     }
+
+    /// <summary>The values of <paramref name="t"/> in a host array (row-major).</summary>
+    private static float[] HostCopy(Tensor t) => t.contiguous().data<float>().ToArray();
 
     private static void CheckFinite(string name, string what, Tensor t)
     {

@@ -22,7 +22,9 @@ public enum Pass
 /// <param name="Results">Runs one more repetition and returns its outputs as host arrays: the forward output
 /// first, then the gradients in the order of the workload's inputs.</param>
 /// <param name="Release">Frees the inputs (native libtorch memory); null when the garbage collector suffices.</param>
-public sealed record WorkloadSide(string Name, Action Run, Func<float[][]> Results, Action? Release = null);
+/// <param name="ParameterCount">Scalar parameters of the model the side runs (end-to-end workloads), which
+/// <see cref="PeerValidation"/> requires equal on every side; null for a workload without a model.</param>
+public sealed record WorkloadSide(string Name, Action Run, Func<float[][]> Results, Action? Release = null, long? ParameterCount = null);
 
 /// <summary>The implementations of one workload and pass: ours through the Engine, libtorch's, and
 /// optionally ours as bare kernel calls on preallocated buffers (which shows the Engine's own cost).</summary>
@@ -32,8 +34,12 @@ public sealed record WorkloadSide(string Name, Action Run, Func<float[][]> Resul
 /// <param name="ZeroOutputs">Outputs that are zero in exact arithmetic, each mapped to the output (of the same
 /// units) whose norm measures its error in <see cref="PeerValidation"/>: both sides return rounding noise
 /// there, so an error relative to its own norm would mean nothing.</param>
+/// <param name="ValuesComparable">False for an end-to-end workload whose sides run differently initialised
+/// random models (each library's own initialisation): their outputs cannot agree in value, so
+/// <see cref="PeerValidation"/> checks only that both sides' outputs are finite and have the same count and
+/// lengths, and that their <see cref="WorkloadSide.ParameterCount"/>s are equal.</param>
 public sealed record WorkloadSides(WorkloadSide Ours, WorkloadSide LibTorch, WorkloadSide? Kernel = null,
-    IReadOnlyDictionary<int, int>? ZeroOutputs = null)
+    IReadOnlyDictionary<int, int>? ZeroOutputs = null, bool ValuesComparable = true)
 {
     /// <summary>Every side, libtorch first (the reference of the validation).</summary>
     public IEnumerable<WorkloadSide> All => Kernel is null ? [LibTorch, Ours] : [LibTorch, Ours, Kernel];
@@ -58,6 +64,18 @@ public sealed class WorkloadAttribute(string id, string description, double forw
 
     /// <summary>Operations of one forward; 0 when not counted.</summary>
     public double ForwardFlops { get; } = forwardFlops;
+
+    /// <summary>
+    /// What one repetition is, as a rate unit for the summary (e.g. "steps/s", "NFE/s"), for workloads that
+    /// BENCHMARKS.md measures as a rate; null when the summary gives times only.
+    /// </summary>
+    public string? RateUnit { get; set; }
+
+    /// <summary>Items one repetition processes (e.g. E3's 64 images per network evaluation), or 0 for none.</summary>
+    public int ItemsPerRepetition { get; set; }
+
+    /// <summary>The rate unit of <see cref="ItemsPerRepetition"/> (e.g. "images/s").</summary>
+    public string? ItemUnit { get; set; }
 
     /// <summary>Operations of one repetition of <paramref name="pass"/>, or null when not counted.</summary>
     public double? Flops(Pass pass) => ForwardFlops <= 0 ? null : pass == Pass.Forward ? ForwardFlops : 3 * ForwardFlops;

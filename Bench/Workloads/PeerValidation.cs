@@ -6,7 +6,9 @@ namespace DiffusionCore.Bench.Workloads;
 /// Checks, once per workload and pass and before any timing, that our sides compute what libtorch computes
 /// on the same inputs, and keeps the outcome for the summary table. BenchmarkDotNet runs the global set-up
 /// once per benchmark case; the first case of a workload and pass validates, the others reuse the outcome
-/// (a failure is rethrown, so no case of a failed workload is timed).
+/// (a failure is rethrown, so no case of a failed workload is timed). End-to-end workloads, whose sides run
+/// differently initialised models, are checked for finite outputs of equal lengths and equal parameter counts
+/// instead (<see cref="WorkloadSides.ValuesComparable"/>).
 /// </summary>
 public static class PeerValidation
 {
@@ -25,9 +27,12 @@ public static class PeerValidation
     private static readonly ConcurrentDictionary<(Type Type, Pass Pass), Outcome> Outcomes = new();
 
     /// <summary>The outcome of one workload and pass: the largest relative error per side, or why it failed.</summary>
-    /// <param name="WorstError">Per non-reference side name, the largest relative error over its outputs.</param>
+    /// <param name="WorstError">Per non-reference side name, the largest relative error over its outputs (empty
+    /// when the values were not compared).</param>
     /// <param name="Failure">The failure message, or null when every side agreed.</param>
-    public sealed record Outcome(IReadOnlyDictionary<string, double> WorstError, string? Failure);
+    /// <param name="Note">What was checked instead of the values, when they were not compared
+    /// (<see cref="WorkloadSides.ValuesComparable"/> false); null otherwise.</param>
+    public sealed record Outcome(IReadOnlyDictionary<string, double> WorstError, string? Failure, string? Note = null);
 
     /// <summary>The outcome for <paramref name="type"/> and <paramref name="pass"/>, or null when not validated.</summary>
     public static Outcome? Of(Type type, Pass pass) => Outcomes.GetValueOrDefault((type, pass));
@@ -37,7 +42,8 @@ public static class PeerValidation
     /// and pass; throws on disagreement (now or recorded earlier).
     /// </summary>
     /// <exception cref="InvalidOperationException">A side's outputs differ from libtorch's by more than
-    /// <see cref="RelativeTolerance"/>, have another count or length, or are not finite.</exception>
+    /// <see cref="RelativeTolerance"/>, have another count or length, or are not finite; or, for sides whose
+    /// values are not comparable, their parameter counts differ.</exception>
     public static void ValidateOnce(Type type, Pass pass, WorkloadSides sides)
     {
         var outcome = Outcomes.GetOrAdd((type, pass), _ => Validate(type, pass, sides));
@@ -51,6 +57,7 @@ public static class PeerValidation
         try
         {
             float[][] reference = sides.LibTorch.Results();
+            if (!sides.ValuesComparable) return ValidateShapes(workload, sides, reference);
             foreach (var side in sides.All.Where(s => !ReferenceEquals(s, sides.LibTorch)))
             {
                 float[][] actual = side.Results();
@@ -78,6 +85,35 @@ public static class PeerValidation
         {
             return Fail(worst, $"{workload}: validation threw {e.GetType().Name}: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// The check for sides that run differently initialised models (<see cref="WorkloadSides.ValuesComparable"/>
+    /// false): equal parameter counts (BENCHMARKS.md "Models": the first check that two implementations build
+    /// the same net), the same number and lengths of outputs, and every value finite on every side.
+    /// </summary>
+    private static Outcome ValidateShapes(string workload, WorkloadSides sides, float[][] reference)
+    {
+        var none = new Dictionary<string, double>();
+        long? count = sides.LibTorch.ParameterCount;
+        foreach (var side in sides.All)
+        {
+            float[][] actual = ReferenceEquals(side, sides.LibTorch) ? reference : side.Results();
+            if (side.ParameterCount != count)
+                return Fail(none, $"{workload}: {side.Name}'s model has {side.ParameterCount?.ToString("N0") ?? "no"} parameters, libtorch's {count?.ToString("N0") ?? "none"}");
+            if (actual.Length != reference.Length)
+                return Fail(none, $"{workload}: {side.Name} returned {actual.Length} outputs, libtorch {reference.Length}");
+            for (int i = 0; i < actual.Length; i++)
+            {
+                if (actual[i].Length != reference[i].Length)
+                    return Fail(none, $"{workload}: {side.Name} output {i} has {actual[i].Length} values, libtorch's {reference[i].Length}");
+                int bad = Array.FindIndex(actual[i], v => !float.IsFinite(v));
+                if (bad >= 0)
+                    return Fail(none, $"{workload}: {side.Name} output {i} holds the non-finite value {actual[i][bad]} at index {bad}");
+            }
+        }
+        string parameters = count is null ? "" : $", {count:N0} parameters";
+        return new Outcome(none, null, $"not compared (different random weights): finite, equal lengths{parameters}");
     }
 
     private static Outcome Fail(Dictionary<string, double> worst, string message)
