@@ -24,7 +24,8 @@ public sealed class IlgpuKernelCache
     private readonly List<KernelCompileRecord> _records = [];
     private readonly Lock _lock = new();
 
-    internal IlgpuKernelCache(Accelerator accelerator) => _accelerator = accelerator;
+    /// <summary>An empty cache for <paramref name="accelerator"/> (each <see cref="IlgpuBackend"/> owns one).</summary>
+    public IlgpuKernelCache(Accelerator accelerator) => _accelerator = accelerator;
 
     /// <summary>Raised after each kernel compile, on any accelerator (for logs and the CLI's report).</summary>
     public static event Action<KernelCompileRecord>? KernelCompiled;
