@@ -41,15 +41,18 @@ public abstract class BackendParityTests
 {
     private const double Sentinel = 7777.0;
     private IBackend _device = null!;
-    private IBackend _gemmDevice = null!;
+    private IBackend _tiledDevice = null!;
 
     private static IBackend Cpu => CpuBackend.Instance;
 
     /// <summary>The backend under test, shared by every test of the fixture (its kernels compile once).</summary>
     protected abstract IBackend CreateDevice();
 
-    /// <summary>The backend the GEMM tests run on (the same device unless it cannot run GEMM's 256-thread groups).</summary>
-    protected virtual IBackend CreateGemmDevice() => CreateDevice();
+    /// <summary>
+    /// The backend the tiled kernels run on (GEMM and the image ops, whose groups have 256 threads): the same device
+    /// unless that one is kept to smaller groups.
+    /// </summary>
+    protected virtual IBackend CreateTiledDevice() => CreateDevice();
 
     /// <summary>
     /// Allowed error of FillRandom normals in units of u times (|y| + 1): 0 where the device evaluates Box-Muller's
@@ -61,7 +64,7 @@ public abstract class BackendParityTests
     public void AcquireDevices()
     {
         _device = CreateDevice();
-        _gemmDevice = CreateGemmDevice();
+        _tiledDevice = CreateTiledDevice();
     }
 
     /// <summary>|x| for finite x, else 0: an infinite input gives an exact (infinite or zero) output, whose error term must not be 0 * inf.</summary>
@@ -82,8 +85,8 @@ public abstract class BackendParityTests
     /// runs <paramref name="op"/> on them (inputs first) and returns every buffer's final contents, for the device
     /// and for CpuBackend. The sentinel shows an element an op should not touch.
     /// </summary>
-    private (double[][] Device, double[][] Cpu) Run(DType dtype, double[][] inputs, long[] outputLengths, Action<IBackend, DeviceBuffer[]> op, bool gemm = false)
-        => (RunOn(gemm ? _gemmDevice : _device, dtype, inputs, outputLengths, op), RunOn(Cpu, dtype, inputs, outputLengths, op));
+    private (double[][] Device, double[][] Cpu) Run(DType dtype, double[][] inputs, long[] outputLengths, Action<IBackend, DeviceBuffer[]> op, bool tiled = false)
+        => (RunOn(tiled ? _tiledDevice : _device, dtype, inputs, outputLengths, op), RunOn(Cpu, dtype, inputs, outputLengths, op));
 
     private static double[][] RunOn(IBackend backend, DType dtype, double[][] inputs, long[] outputLengths, Action<IBackend, DeviceBuffer[]> op)
     {
@@ -318,7 +321,7 @@ public abstract class BackendParityTests
             var c = Round(RandomArray(14, (int)(batch * cStride), -1, 1), dtype);
             if (beta == 0) c[0] = double.NaN;
             var (dev, cpu) = Run(dtype, [a, b, c], [], (be, v) =>
-                be.Gemm(transA, transB, batch, m, n, k, alpha, v[0], 2, aStride, v[1], 0, 0, beta, v[2], 0, cStride), gemm: true);
+                be.Gemm(transA, transB, batch, m, n, k, alpha, v[0], 2, aStride, v[1], 0, 0, beta, v[2], 0, cStride), tiled: true);
             double u = Unit(dtype);
             AssertClose($"Gemm {dtype} alpha={alpha} beta={beta}", dev[2], cpu[2], idx =>
             {
@@ -341,9 +344,9 @@ public abstract class BackendParityTests
         var a = new[] { double.NaN, 1, 2, 3, 4, 5 };
         var b = new[] { 1.0, double.NaN, 2, 3, 4, 5 };
         var c = new[] { 1.0, -2, double.NaN, 4 };
-        var (dev, cpu) = Run(DType.Float32, [a, b, c], [], (be, v) => be.Gemm(false, false, 1, 2, 2, 3, 0.0, v[0], 0, 0, v[1], 0, 0, 2.0, v[2], 0, 0), gemm: true);
+        var (dev, cpu) = Run(DType.Float32, [a, b, c], [], (be, v) => be.Gemm(false, false, 1, 2, 2, 3, 0.0, v[0], 0, 0, v[1], 0, 0, 2.0, v[2], 0, 0), tiled: true);
         AssertExact("alpha = 0", dev[2], cpu[2]);
-        (dev, cpu) = Run(DType.Float32, [a, b, c], [], (be, v) => be.Gemm(false, false, 1, 2, 2, 0, 1.0, v[0], 0, 0, v[1], 0, 0, 0.0, v[2], 0, 0), gemm: true);
+        (dev, cpu) = Run(DType.Float32, [a, b, c], [], (be, v) => be.Gemm(false, false, 1, 2, 2, 0, 1.0, v[0], 0, 0, v[1], 0, 0, 0.0, v[2], 0, 0), tiled: true);
         AssertExact("k = 0, beta = 0", dev[2], cpu[2]);
     }
 
@@ -486,18 +489,18 @@ public abstract class BackendParityTests
         var dy = Round(RandomArray(28, (int)s.OutputLength, -1, 1), dtype);
         int spatial = s.OutH * s.OutW;
 
-        var (dev, cpu) = Run(dtype, [x, w, bias], [s.OutputLength], (b, v) => b.Conv2dForward(s, v[0], v[1], v[2], v[3]));
+        var (dev, cpu) = Run(dtype, [x, w, bias], [s.OutputLength], (b, v) => b.Conv2dForward(s, v[0], v[1], v[2], v[3]), tiled: true);
         var bound = AbsolutePass(s, x, w, s.OutputLength, (b, sh, p, q, r) => b.Conv2dForward(sh, p, q, null, r));
         int depth = s.Cin * s.KH * s.KW;
         AssertClose("conv y", dev[3], cpu[3], i => 2 * (depth + 1) * u * (bound[i] + Math.Abs(bias[i / spatial % s.Cout])));
-        (dev, cpu) = Run(dtype, [x, w], [s.OutputLength], (b, v) => b.Conv2dForward(s, v[0], v[1], null, v[2]));
+        (dev, cpu) = Run(dtype, [x, w], [s.OutputLength], (b, v) => b.Conv2dForward(s, v[0], v[1], null, v[2]), tiled: true);
         AssertClose("conv y without bias", dev[2], cpu[2], i => 2 * depth * u * bound[i]);
 
-        (dev, cpu) = Run(dtype, [dy, w], [s.InputLength], (b, v) => b.Conv2dBackwardInput(s, v[0], v[1], v[2]));
+        (dev, cpu) = Run(dtype, [dy, w], [s.InputLength], (b, v) => b.Conv2dBackwardInput(s, v[0], v[1], v[2]), tiled: true);
         bound = AbsolutePass(s, dy, w, s.InputLength, (b, sh, p, q, r) => b.Conv2dBackwardInput(sh, p, q, r));
         AssertClose("conv dx", dev[2], cpu[2], i => 2 * s.Cout * s.KH * s.KW * u * bound[i]);
 
-        (dev, cpu) = Run(dtype, [x, dy], [s.WeightLength, s.Cout], (b, v) => b.Conv2dBackwardWeight(s, v[0], v[1], v[2], v[3]));
+        (dev, cpu) = Run(dtype, [x, dy], [s.WeightLength, s.Cout], (b, v) => b.Conv2dBackwardWeight(s, v[0], v[1], v[2], v[3]), tiled: true);
         bound = AbsolutePass(s, x, dy, s.WeightLength, (b, sh, p, q, r) => b.Conv2dBackwardWeight(sh, p, q, r, null));
         int batchDepth = s.N * spatial;
         AssertClose("conv dw", dev[2], cpu[2], i => 2 * batchDepth * u * bound[i]);
@@ -522,14 +525,14 @@ public abstract class BackendParityTests
         var beta = Round(RandomArray(31, c, -0.5, 0.5), dtype);
         var dy = Round(RandomArray(32, n * c * spatial, -1, 1), dtype);
         var (dev, cpu) = Run(dtype, [x, gamma, beta], [x.Length, n * groups, n * groups],
-            (b, v) => b.GroupNormForward(n, c, spatial, groups, 1e-5, v[0], v[1], v[2], v[3], v[4], v[5], fuseSilu));
+            (b, v) => b.GroupNormForward(n, c, spatial, groups, 1e-5, v[0], v[1], v[2], v[3], v[4], v[5], fuseSilu), tiled: true);
         AssertRelative("y", dev[3], cpu[3], dtype);
         AssertRelative("mean", dev[4], cpu[4], dtype);
         AssertRelative("rstd", dev[5], cpu[5], dtype);
         var mean = cpu[4];
         var rstd = cpu[5];
         (dev, cpu) = Run(dtype, [x, gamma, beta, mean, rstd, dy], [x.Length, c, c],
-            (b, v) => b.GroupNormBackward(n, c, spatial, groups, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], fuseSilu));
+            (b, v) => b.GroupNormBackward(n, c, spatial, groups, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], fuseSilu), tiled: true);
         AssertRelative("dx", dev[6], cpu[6], dtype);
         AssertRelative("dgamma", dev[7], cpu[7], dtype);
         AssertRelative("dbeta", dev[8], cpu[8], dtype);
@@ -541,14 +544,14 @@ public abstract class BackendParityTests
         const int n = 2, c = 3, h = 4, w = 6;
         var x = Round(RandomArray(33, n * c * h * w, -1, 1), dtype);
         var up = Round(RandomArray(34, n * c * 4 * h * w, -1, 1), dtype);
-        var (dev, cpu) = Run(dtype, [x], [up.Length], (b, v) => b.UpsampleNearest2x(n, c, h, w, v[0], v[1]));
+        var (dev, cpu) = Run(dtype, [x], [up.Length], (b, v) => b.UpsampleNearest2x(n, c, h, w, v[0], v[1]), tiled: true);
         AssertExact("upsample", dev[1], cpu[1]);
-        (dev, cpu) = Run(dtype, [up], [x.Length], (b, v) => b.UpsampleNearest2xBackward(n, c, h, w, v[0], v[1]));
+        (dev, cpu) = Run(dtype, [up], [x.Length], (b, v) => b.UpsampleNearest2xBackward(n, c, h, w, v[0], v[1]), tiled: true);
         AssertRelative("upsample backward", dev[1], cpu[1], dtype);
-        (dev, cpu) = Run(dtype, [x], [x.Length / 4], (b, v) => b.AvgPool2d(n, c, h, w, 2, v[0], v[1]));
+        (dev, cpu) = Run(dtype, [x], [x.Length / 4], (b, v) => b.AvgPool2d(n, c, h, w, 2, v[0], v[1]), tiled: true);
         AssertRelative("avgpool", dev[1], cpu[1], dtype);
         var pooled = Round(RandomArray(35, x.Length / 4, -1, 1), dtype);
-        (dev, cpu) = Run(dtype, [pooled], [x.Length], (b, v) => b.AvgPool2dBackward(n, c, h, w, 2, v[0], v[1]));
+        (dev, cpu) = Run(dtype, [pooled], [x.Length], (b, v) => b.AvgPool2dBackward(n, c, h, w, 2, v[0], v[1]), tiled: true);
         AssertRelative("avgpool backward", dev[1], cpu[1], dtype);
     }
 
@@ -562,13 +565,13 @@ public abstract class BackendParityTests
         var k = Round(RandomArray(37, len, -1, 1), dtype);
         var v = Round(RandomArray(38, len, -1, 1), dtype);
         var dO = Round(RandomArray(39, len, -1, 1), dtype);
-        var (dev, cpu) = Run(dtype, [q, k, v], [len, batch * tokens], (b, x) => b.AttentionForward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4]));
+        var (dev, cpu) = Run(dtype, [q, k, v], [len, batch * tokens], (b, x) => b.AttentionForward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4]), tiled: true);
         AssertRelative("o", dev[3], cpu[3], dtype);
         AssertRelative("lse", dev[4], cpu[4], dtype);
         var o = cpu[3];
         var lse = cpu[4];
         (dev, cpu) = Run(dtype, [q, k, v, o, lse, dO], [len, len, len],
-            (b, x) => b.AttentionBackward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8]));
+            (b, x) => b.AttentionBackward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8]), tiled: true);
         AssertRelative("dq", dev[6], cpu[6], dtype);
         AssertRelative("dk", dev[7], cpu[7], dtype);
         AssertRelative("dv", dev[8], cpu[8], dtype);

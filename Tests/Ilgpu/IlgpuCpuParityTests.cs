@@ -15,7 +15,7 @@ public sealed class IlgpuCpuParityTests : BackendParityTests
     protected override IBackend CreateDevice() => IlgpuTestDevices.Small;
 
     /// <inheritdoc />
-    protected override IBackend CreateGemmDevice() => IlgpuTestDevices.Full;
+    protected override IBackend CreateTiledDevice() => IlgpuTestDevices.Full;
 
     /// <summary>Reports how many kernels the suite compiled and how long ILGPU took (the cost every test run pays once).</summary>
     [OneTimeTearDown]

@@ -4,7 +4,7 @@ namespace DiffusionCore.Tests.Ilgpu;
 
 /// <summary>
 /// The ILGPU CPU-accelerator backends of the test run, created once so that each kernel compiles once per run.
-/// <see cref="DiffusionCore.Engine.Device.IlgpuCpu"/> (groups of up to 256 threads) runs the GEMM kernel; every launch on it
+/// <see cref="DiffusionCore.Engine.Device.IlgpuCpu"/> (groups of up to 256 threads) runs the tiled kernels (GEMM, image ops); every launch on it
 /// pays for 256 emulated threads, so the other kernels are tested on <see cref="Small"/> (32-thread groups, the
 /// reduction kernels' group size on a CPU accelerator), where a launch costs a few milliseconds.
 /// </summary>
