@@ -81,6 +81,20 @@ public interface IBackend : IDisposable
     void AdamUpdate(DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v, long count, AdamStep step);
 
     /// <summary>
+    /// The fused sampler update x[i] = a x[i] + b eps[i] + c z[i] in one pass (one step of DDPM's ancestral sampler,
+    /// Ho et al. 2020, Algorithm 2, or of Euler-Maruyama on a reverse SDE); <paramref name="z"/> may be null, which
+    /// drops its term (the last, noise-free step).
+    /// </summary>
+    void SamplerUpdate(DeviceBuffer x, DeviceBuffer eps, DeviceBuffer? z, long count, double a, double b, double c);
+
+    /// <summary>
+    /// Per-sample dot products y[s] = Σ_i probe[s, i] v[s, i] over [batch, length] buffers: Hutchinson's trace estimate
+    /// eps · (Jᵀ eps) per sample (Hutchinson 1989; the divergence of FFJORD and of sliced score matching), with the
+    /// probe drawn by <see cref="FillRandom"/> and v the vector-Jacobian product.
+    /// </summary>
+    void HutchinsonDot(DeviceBuffer probe, DeviceBuffer v, DeviceBuffer y, int batch, int length);
+
+    /// <summary>
     /// Fills the buffer from the Philox4x32-10 stream (seed, counter offset): element e uses block
     /// <c>offset + e / 4</c>, lane <c>e % 4</c>, so any backend and thread count give the same numbers.
     /// </summary>

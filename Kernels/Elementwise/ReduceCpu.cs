@@ -10,6 +10,7 @@ public static class ReduceCpu
     /// <summary>y[o, i] = reduce_r x[o, r, i].</summary>
     public static void Reduce<T>(ReduceOp op, T[] x, T[] y, int outer, int reduce, int inner) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (outer == 0 || inner == 0) return;
         if (reduce == 0)
         {
             y.AsSpan(0, outer * inner).Fill(op == ReduceOp.Sum ? T.Zero : T.NegativeInfinity);
