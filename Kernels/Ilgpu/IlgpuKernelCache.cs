@@ -51,7 +51,7 @@ public sealed class IlgpuKernelCache
     /// <summary>
     /// The launcher of <paramref name="kernel"/> (a registered kernel method), compiling it on first use.
     /// <typeparamref name="TLauncher"/> is the kernel's signature with an <see cref="AcceleratorStream"/> first and
-    /// then its index (implicitly grouped) or a <see cref="KernelConfig"/> (explicitly grouped).
+    /// then its index (implicitly grouped) or a <c>KernelConfig</c> (explicitly grouped).
     /// </summary>
     public TLauncher Get<TLauncher>(Delegate kernel) where TLauncher : Delegate
     {
