@@ -45,6 +45,7 @@ internal static class AttentionIlgpu
     /// running row max m and row sum l; O accumulates in place, rescaled by exp(m_old - m_new) when the max grows
     /// and divided by l on the last tile; lse = m + log l.
     /// </summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void ForwardKernel(AttentionDims d, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> o, ArrayView<float> lse)
     {
@@ -100,6 +101,7 @@ internal static class AttentionIlgpu
     }
 
     /// <summary>Delta[row] = Σ_c dO[row, c] o[row, c] (FlashAttention-2 Algorithm 2, line 4), one thread per row.</summary>
+    [IlgpuKernel]
     internal static void DeltaKernel(Index1D row, int headDim, ArrayView<float> o, ArrayView<float> dO, ArrayView<float> delta)
     {
         float sum = 0f;
@@ -112,6 +114,7 @@ internal static class AttentionIlgpu
     /// dK and dV for group = (sequence, key tile): over query tiles, with the score tile transposed (rows = keys),
     /// Pᵀ = exp(scale K Qᵀ - lse), dVⱼ += Pᵀ dO, dPᵀ = V dOᵀ, dSᵀ = Pᵀ (dPᵀ - Delta), dKⱼ += scale dSᵀ Q.
     /// </summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void KeyValueGradientKernel(AttentionDims d, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> dO, ArrayView<float> dk, ArrayView<float> dv)
     {
@@ -158,6 +161,7 @@ internal static class AttentionIlgpu
     /// dQ for group = (sequence, query tile): over key tiles, P = exp(scale Q Kᵀ - lse), dP = dO Vᵀ,
     /// dS = P (dP - Delta), dQᵢ += scale dS K.
     /// </summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void QueryGradientKernel(AttentionDims d, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> lse, ArrayView<float> delta, ArrayView<float> dO, ArrayView<float> dq)
     {
@@ -358,17 +362,23 @@ internal static class AttentionIlgpu
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> _queryGradient;
 
         /// <summary>Compiles the kernels for <paramref name="accelerator"/>.</summary>
-        public Kernels(Accelerator accelerator)
+        public Kernels(Accelerator accelerator) : this(new IlgpuKernelCache(accelerator))
         {
+        }
+
+        /// <summary>Compiles the kernels through <paramref name="cache"/> (an <see cref="IlgpuBackend"/>'s, which records the compile times).</summary>
+        public Kernels(IlgpuKernelCache cache)
+        {
+            var accelerator = cache.Accelerator;
             RequireTileSupport(accelerator, "Attention", SharedFloats * sizeof(float));
             _scratch = new ImageScratch(accelerator);
-            _forward = accelerator.LoadKernel<AttentionDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>>(ForwardKernel);
-            _delta = accelerator.LoadAutoGroupedKernel<Index1D, int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(DeltaKernel);
-            _keyValueGradient = accelerator.LoadKernel<AttentionDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(KeyValueGradientKernel);
-            _queryGradient = accelerator.LoadKernel<AttentionDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(QueryGradientKernel);
+            _forward = cache.Get<Action<AcceleratorStream, KernelConfig, AttentionDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>>>(ForwardKernel);
+            _delta = cache.Get<Action<AcceleratorStream, Index1D, int, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(DeltaKernel);
+            _keyValueGradient = cache.Get<Action<AcceleratorStream, KernelConfig, AttentionDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(KeyValueGradientKernel);
+            _queryGradient = cache.Get<Action<AcceleratorStream, KernelConfig, AttentionDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(QueryGradientKernel);
         }
 
         /// <summary>o = softmax(scale q kᵀ) v per sequence and lse[b, i], as <see cref="AttentionCpu.Forward"/>.</summary>

@@ -43,6 +43,7 @@ internal static class Conv2dIlgpu
     private const int LoadsPerThread = SliceDepth * Tile / GroupSize;
 
     /// <summary>y = conv2d(x, w) + bias; <paramref name="hasBias"/> = 0 ignores <paramref name="bias"/>.</summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void ForwardKernel(Conv2dShape s, ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, int hasBias, ArrayView<float> y)
     {
         var a = SharedMemory.Allocate<float>(SliceFloats);
@@ -92,6 +93,7 @@ internal static class Conv2dIlgpu
     }
 
     /// <summary>dx = ∂L/∂x given dy (overwritten), gathered per input pixel.</summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void BackwardInputKernel(Conv2dShape s, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
         var a = SharedMemory.Allocate<float>(SliceFloats);
@@ -152,6 +154,7 @@ internal static class Conv2dIlgpu
     /// by the groups of the first column tile from the dy slices they load anyway. With one split, dwOut and dbOut are
     /// dw and db themselves.
     /// </summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void BackwardWeightKernel(Conv2dShape s, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dwOut,
         ArrayView<float> dbOut, int hasBias, int splitDepth, int splitStride)
     {
@@ -214,6 +217,7 @@ internal static class Conv2dIlgpu
     /// <paramref name="splitStride"/> floats, dw[i] = Σ_z partial[z, i] for i &lt; W and db[i - W] = Σ_z partial[z, i]
     /// above, z = 0 .. splits-1 in order.
     /// </summary>
+    [IlgpuKernel]
     internal static void SumSplitsKernel(Index1D i, ArrayView<float> partial, int splits, int splitStride, int weightLength,
         ArrayView<float> dw, ArrayView<float> db)
     {
@@ -257,16 +261,22 @@ internal static class Conv2dIlgpu
         private readonly Action<AcceleratorStream, Index1D, ArrayView<float>, int, int, int, ArrayView<float>, ArrayView<float>> _sumSplits;
 
         /// <summary>Compiles the kernels for <paramref name="accelerator"/>.</summary>
-        public Kernels(Accelerator accelerator)
+        public Kernels(Accelerator accelerator) : this(new IlgpuKernelCache(accelerator))
         {
+        }
+
+        /// <summary>Compiles the kernels through <paramref name="cache"/> (an <see cref="IlgpuBackend"/>'s, which records the compile times).</summary>
+        public Kernels(IlgpuKernelCache cache)
+        {
+            var accelerator = cache.Accelerator;
             RequireTileSupport(accelerator, Op, 2 * SliceFloats * sizeof(float));
             _accelerator = accelerator;
             _scratch = new ImageScratch(accelerator);
-            _forward = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(ForwardKernel);
-            _backwardInput = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardInputKernel);
-            _backwardWeight = accelerator.LoadKernel<Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, int, int, int>(BackwardWeightKernel);
-            _sumSplits = accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, int, int, int, ArrayView<float>, ArrayView<float>>(SumSplitsKernel);
+            _forward = cache.Get<Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>>(ForwardKernel);
+            _backwardInput = cache.Get<Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(BackwardInputKernel);
+            _backwardWeight = cache.Get<Action<AcceleratorStream, KernelConfig, Conv2dShape, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, int, int, int>>(BackwardWeightKernel);
+            _sumSplits = cache.Get<Action<AcceleratorStream, Index1D, ArrayView<float>, int, int, int, ArrayView<float>, ArrayView<float>>>(SumSplitsKernel);
         }
 
         /// <summary>y = conv2d(x, w) + bias; an empty <paramref name="bias"/> means no bias.</summary>

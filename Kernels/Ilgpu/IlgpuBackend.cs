@@ -1,10 +1,14 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using DiffusionCore.Kernels.Attention;
+using DiffusionCore.Kernels.Conv;
 using DiffusionCore.Kernels.Elementwise;
 using DiffusionCore.Kernels.Gemm;
 using DiffusionCore.Kernels.Memory;
+using DiffusionCore.Kernels.Norm;
 using DiffusionCore.Kernels.Optim;
 using DiffusionCore.Kernels.Random;
+using DiffusionCore.Kernels.Resample;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -49,6 +53,11 @@ public sealed partial class IlgpuBackend : IBackend
         Name = name;
         Pool = new IlgpuMemoryPool(accelerator);
         Kernels = new IlgpuKernelCache(accelerator);
+        // The image loaders, each created (its kernels compiled) on the first call that needs it.
+        _conv = new(() => new Conv2dIlgpu.Kernels(Kernels));
+        _groupNorm = new(() => new GroupNormIlgpu.Kernels(Kernels));
+        _attention = new(() => new AttentionIlgpu.Kernels(Kernels));
+        _resample = new(() => new ResampleIlgpu.Kernels(Kernels));
         // Group size of the reduction kernels: 256 threads on a GPU (8 warps, enough loads in flight per group);
         // 32 on the CPU emulator, where every thread of a group is an OS thread and every barrier waits for all of
         // them to be scheduled. Both are powers of two, as the shared-memory tree needs.
@@ -79,7 +88,8 @@ public sealed partial class IlgpuBackend : IBackend
     /// access in a kernel fails. For parity tests only: it runs every GPU thread of a group as an OS thread, and each
     /// launch and barrier waits for all of them, so it is orders of magnitude slower than <c>CpuBackend</c>. The
     /// default allows the GEMM kernel's <see cref="GemmIlgpu.GroupSize"/>-thread groups; 32 makes every other kernel's
-    /// launch far cheaper (ILGPU keeps the largest group's threads in every later launch) but refuses <see cref="Gemm"/>.
+    /// launch far cheaper (ILGPU keeps the largest group's threads in every later launch) but refuses <see cref="Gemm"/>
+    /// and the float32 conv, group norm and attention kernels (256-thread groups too).
     /// </summary>
     public static IlgpuBackend CreateCpuEmulator(int maxThreadsPerGroup = GemmIlgpu.GroupSize)
     {
@@ -581,6 +591,7 @@ public sealed partial class IlgpuBackend : IBackend
     public void Dispose()
     {
         Accelerator.Synchronize();
+        DisposeImageKernels();
         Pool.Dispose();
         if (_ownsAccelerator) Accelerator.Dispose();
         _context?.Dispose();

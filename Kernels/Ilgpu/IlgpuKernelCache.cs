@@ -27,6 +27,9 @@ public sealed class IlgpuKernelCache
     /// <summary>An empty cache for <paramref name="accelerator"/> (each <see cref="IlgpuBackend"/> owns one).</summary>
     public IlgpuKernelCache(Accelerator accelerator) => _accelerator = accelerator;
 
+    /// <summary>The accelerator the kernels are compiled for.</summary>
+    public Accelerator Accelerator => _accelerator;
+
     /// <summary>Raised after each kernel compile, on any accelerator (for logs and the CLI's report).</summary>
     public static event Action<KernelCompileRecord>? KernelCompiled;
 

@@ -30,6 +30,7 @@ internal static class GroupNormIlgpu
     private const string Op = "GroupNorm";
 
     /// <summary>y = GroupNorm(x) (then SiLU when <paramref name="silu"/> != 0), mean and rstd per (n, g) = Grid.IdxX.</summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void ForwardKernel(GroupNormDims d, float eps, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, int silu)
     {
@@ -55,6 +56,7 @@ internal static class GroupNormIlgpu
     /// dx for block (n, g) = Grid.IdxX from the saved rstd, and its per-(n, c) partial sums partial[n, c] = Σ_hw g
     /// (dbeta) and partial[N C + n C + c] = Σ_hw g xhat (dgamma), with g = dL/dz (dy, times silu'(z) when fused).
     /// </summary>
+    [IlgpuKernel(KernelGrouping.Explicit)]
     internal static void BackwardKernel(GroupNormDims d, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> rstd, ArrayView<float> dy, ArrayView<float> dx, ArrayView<float> partial, int silu)
     {
@@ -104,6 +106,7 @@ internal static class GroupNormIlgpu
     }
 
     /// <summary>dbeta[c] = Σ_n partial[n, c], dgamma[c] = Σ_n partial[N C + n C + c], n in order.</summary>
+    [IlgpuKernel]
     internal static void SumOverBatchKernel(Index1D c, GroupNormDims d, ArrayView<float> partial, ArrayView<float> dgamma, ArrayView<float> dbeta)
     {
         int partialLength = d.Batch * d.Channels;
@@ -158,15 +161,21 @@ internal static class GroupNormIlgpu
         private readonly Action<AcceleratorStream, Index1D, GroupNormDims, ArrayView<float>, ArrayView<float>, ArrayView<float>> _sumOverBatch;
 
         /// <summary>Compiles the kernels for <paramref name="accelerator"/>.</summary>
-        public Kernels(Accelerator accelerator)
+        public Kernels(Accelerator accelerator) : this(new IlgpuKernelCache(accelerator))
         {
+        }
+
+        /// <summary>Compiles the kernels through <paramref name="cache"/> (an <see cref="IlgpuBackend"/>'s, which records the compile times).</summary>
+        public Kernels(IlgpuKernelCache cache)
+        {
+            var accelerator = cache.Accelerator;
             RequireTileSupport(accelerator, Op, 2 * GroupSize * sizeof(float));
             _scratch = new ImageScratch(accelerator);
-            _forward = accelerator.LoadKernel<GroupNormDims, float, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ForwardKernel);
-            _backward = accelerator.LoadKernel<GroupNormDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(BackwardKernel);
-            _sumOverBatch = accelerator.LoadAutoGroupedKernel<Index1D, GroupNormDims, ArrayView<float>, ArrayView<float>, ArrayView<float>>(SumOverBatchKernel);
+            _forward = cache.Get<Action<AcceleratorStream, KernelConfig, GroupNormDims, float, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, int>>(ForwardKernel);
+            _backward = cache.Get<Action<AcceleratorStream, KernelConfig, GroupNormDims, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>>(BackwardKernel);
+            _sumOverBatch = cache.Get<Action<AcceleratorStream, Index1D, GroupNormDims, ArrayView<float>, ArrayView<float>, ArrayView<float>>>(SumOverBatchKernel);
         }
 
         /// <summary>

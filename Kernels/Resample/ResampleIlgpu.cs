@@ -14,6 +14,7 @@ namespace DiffusionCore.Kernels.Resample;
 internal static class ResampleIlgpu
 {
     /// <summary>y[p, i, j] = x[p, i / 2, j / 2] over planes p, y of [planes, 2H, 2W].</summary>
+    [IlgpuKernel]
     internal static void UpsampleKernel<T>(Index1D index, ResampleDims d, ArrayView<T> x, ArrayView<T> y)
         where T : unmanaged, INumber<T>
     {
@@ -23,6 +24,7 @@ internal static class ResampleIlgpu
     }
 
     /// <summary>dx[p, i, j] = Σ_{a, b ∈ {0, 1}} dy[p, 2i + a, 2j + b], summed as the two rows first (as ResampleCpu).</summary>
+    [IlgpuKernel]
     internal static void UpsampleBackwardKernel<T>(Index1D index, ResampleDims d, ArrayView<T> dy, ArrayView<T> dx)
         where T : unmanaged, INumber<T>
     {
@@ -33,6 +35,7 @@ internal static class ResampleIlgpu
     }
 
     /// <summary>y[p, i, j] = invArea Σ_{a, b &lt; k} x[p, k i + a, k j + b], y of [planes, H / k, W / k].</summary>
+    [IlgpuKernel]
     internal static void AvgPoolKernel<T>(Index1D index, ResampleDims d, int k, T invArea, ArrayView<T> x, ArrayView<T> y)
         where T : unmanaged, INumber<T>
     {
@@ -47,6 +50,7 @@ internal static class ResampleIlgpu
     }
 
     /// <summary>dx[p, h, w] = dy[p, h / k, w / k] invArea.</summary>
+    [IlgpuKernel]
     internal static void AvgPoolBackwardKernel<T>(Index1D index, ResampleDims d, int k, T invArea, ArrayView<T> dy, ArrayView<T> dx)
         where T : unmanaged, INumber<T>
     {
@@ -65,10 +69,18 @@ internal static class ResampleIlgpu
         private readonly Lazy<Set<double>> _double;
 
         /// <summary>Compiles the float32 kernels for <paramref name="accelerator"/> (float64 ones on first use).</summary>
-        public Kernels(Accelerator accelerator)
+        public Kernels(Accelerator accelerator) : this(new IlgpuKernelCache(accelerator))
         {
-            _float = new Set<float>(accelerator);
-            _double = new Lazy<Set<double>>(() => new Set<double>(accelerator));
+        }
+
+        /// <summary>
+        /// Compiles the float32 kernels through <paramref name="cache"/> (an <see cref="IlgpuBackend"/>'s, which records
+        /// the compile times), float64 ones on first use.
+        /// </summary>
+        public Kernels(IlgpuKernelCache cache)
+        {
+            _float = new Set<float>(cache);
+            _double = new Lazy<Set<double>>(() => new Set<double>(cache));
         }
 
         /// <summary>y = nearest x2 upsampling of x[N, C, H, W] into y[N, C, 2H, 2W].</summary>
@@ -143,23 +155,23 @@ internal static class ResampleIlgpu
     }
 
     /// <summary>The four kernels for one element type.</summary>
-    private sealed class Set<T>(Accelerator accelerator) where T : unmanaged, INumber<T>
+    private sealed class Set<T>(IlgpuKernelCache cache) where T : unmanaged, INumber<T>
     {
         /// <summary>Launcher of <see cref="UpsampleKernel{T}"/>.</summary>
         public readonly Action<AcceleratorStream, Index1D, ResampleDims, ArrayView<T>, ArrayView<T>> Upsample =
-            accelerator.LoadAutoGroupedKernel<Index1D, ResampleDims, ArrayView<T>, ArrayView<T>>(UpsampleKernel);
+            cache.Get<Action<AcceleratorStream, Index1D, ResampleDims, ArrayView<T>, ArrayView<T>>>(UpsampleKernel<T>);
 
         /// <summary>Launcher of <see cref="UpsampleBackwardKernel{T}"/>.</summary>
         public readonly Action<AcceleratorStream, Index1D, ResampleDims, ArrayView<T>, ArrayView<T>> UpsampleBackward =
-            accelerator.LoadAutoGroupedKernel<Index1D, ResampleDims, ArrayView<T>, ArrayView<T>>(UpsampleBackwardKernel);
+            cache.Get<Action<AcceleratorStream, Index1D, ResampleDims, ArrayView<T>, ArrayView<T>>>(UpsampleBackwardKernel<T>);
 
         /// <summary>Launcher of <see cref="AvgPoolKernel{T}"/>.</summary>
         public readonly Action<AcceleratorStream, Index1D, ResampleDims, int, T, ArrayView<T>, ArrayView<T>> AvgPool =
-            accelerator.LoadAutoGroupedKernel<Index1D, ResampleDims, int, T, ArrayView<T>, ArrayView<T>>(AvgPoolKernel);
+            cache.Get<Action<AcceleratorStream, Index1D, ResampleDims, int, T, ArrayView<T>, ArrayView<T>>>(AvgPoolKernel<T>);
 
         /// <summary>Launcher of <see cref="AvgPoolBackwardKernel{T}"/>.</summary>
         public readonly Action<AcceleratorStream, Index1D, ResampleDims, int, T, ArrayView<T>, ArrayView<T>> AvgPoolBackward =
-            accelerator.LoadAutoGroupedKernel<Index1D, ResampleDims, int, T, ArrayView<T>, ArrayView<T>>(AvgPoolBackwardKernel);
+            cache.Get<Action<AcceleratorStream, Index1D, ResampleDims, int, T, ArrayView<T>, ArrayView<T>>>(AvgPoolBackwardKernel<T>);
     }
 }
 

@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using DiffusionCore.Engine;
 using DiffusionCore.Kernels;
+using DiffusionCore.Kernels.Conv;
 using DiffusionCore.Kernels.Cpu;
 using DiffusionCore.Kernels.Ilgpu;
 using DiffusionCore.Kernels.Memory;
@@ -127,6 +128,37 @@ public sealed class IlgpuInfrastructureTests
         using var narrow = IlgpuTestDevices.Small.Allocate(4, DType.Float32);
         Assert.That(() => IlgpuTestDevices.Small.Gemm(false, false, 1, 2, 2, 1, 1, narrow, 0, 0, narrow, 0, 0, 0, narrow, 0, 0),
             Throws.TypeOf<KernelException>().With.Message.Contains("256"));
+    }
+
+    [Test]
+    public void ImageOps_Float32_RunTheIlgpuKernels_Float64_StagesThroughTheHost()
+    {
+        // A fresh backend, so that its kernel cache holds exactly what these calls compiled: the float32 conv loads
+        // Conv2dIlgpu's kernels through the cache (no host round trip), the float64 conv compiles nothing more (it is
+        // CpuBackend on host copies). y = 2 x with a 1x1 kernel is one exact product per output, so both are exact.
+        var shape = new Conv2dShape(N: 1, Cin: 1, H: 2, W: 2, Cout: 1, KH: 1, KW: 1, Stride: 1, Pad: 0);
+        string[] convKernels = ["Conv2dIlgpu.ForwardKernel", "Conv2dIlgpu.BackwardInputKernel", "Conv2dIlgpu.BackwardWeightKernel", "Conv2dIlgpu.SumSplitsKernel"];
+        using (var backend = IlgpuBackend.CreateCpuEmulator())
+        {
+            foreach (var dtype in new[] { DType.Float32, DType.Float64 })
+            {
+                using var x = backend.Allocate(4, dtype);
+                using var w = backend.Allocate(1, dtype);
+                using var y = backend.Allocate(4, dtype);
+                backend.Upload<double>(x, [1, -2, 3, 0.5]);
+                backend.Upload<double>(w, [2]);
+                backend.Conv2dForward(shape, x, w, null, y);
+                var result = new double[4];
+                backend.Download<double>(y, result);
+                Assert.That(result, Is.EqualTo(new[] { 2, -4, 6, 1.0 }), dtype.ToString());
+                Assert.That(backend.Kernels.Records.Select(r => r.Kernel), Is.EquivalentTo(convKernels), dtype.ToString());
+            }
+        }
+        // The tiled image kernels need 256-thread groups, as GEMM does: the 32-thread emulator refuses them.
+        var small = IlgpuTestDevices.Small;
+        using var a = small.Allocate(4, DType.Float32);
+        using var b = small.Allocate(1, DType.Float32);
+        Assert.That(() => small.Conv2dForward(shape, a, b, null, a), Throws.TypeOf<KernelException>().With.Message.Contains("256"));
     }
 
     [TestCase(RandomDistribution.Uniform)]
