@@ -10,14 +10,17 @@ internal sealed class ConsoleProgress
 {
     private readonly string _label;
     private readonly long _total;
+    private readonly long _start;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly bool _interactive = !Console.IsOutputRedirected;
     private double _lastPrint = double.NegativeInfinity;
 
-    public ConsoleProgress(string label, long total)
+    /// <summary>A bar for <paramref name="total"/> units of which <paramref name="start"/> were done before (a resumed run), so that the rate counts this run's work only.</summary>
+    public ConsoleProgress(string label, long total, long start = 0)
     {
         _label = label;
         _total = Math.Max(1, total);
+        _start = start;
     }
 
     public void Update(long done, string detail = "")
@@ -27,7 +30,7 @@ internal sealed class ConsoleProgress
         if (!last && now - _lastPrint < (_interactive ? 0.1 : 5.0)) return;
         _lastPrint = now;
         double fraction = Math.Min(1.0, (double)done / _total);
-        double rate = done / Math.Max(1e-9, now);
+        double rate = (done - _start) / Math.Max(1e-9, now);
         double eta = rate > 0 ? (_total - done) / rate : 0;
         const int width = 30;
         int filled = (int)(fraction * width);

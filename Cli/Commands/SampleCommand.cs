@@ -42,6 +42,7 @@ internal static class SampleCommand
         else if (run.Network is Models.Networks.Cnf.CnfDynamics)
         {
             var (x, description) = SamplerChoice.Sample(run, model!, sampler, [count, 2], n, eta, g, null, null, cancel);
+            Console.WriteLine($"sampled {count} points with {description}");
             Evaluate.ReportToySamples(Toy2d.Parse(run.Config.Data), x.ToArray(), run.Config.Seed, dir, outPath, description);
         }
         else Evaluate.ToyReport(run, model!, sampler, count, g, dir, cancel, n, outPath);

@@ -71,7 +71,7 @@ internal static class TrainCommand
     /// <summary>Runs the trainer with a progress bar (smoothed loss, steps/s); Ctrl+C checkpoints and stops.</summary>
     public static void TrainLoop(Trainer trainer, CancellationToken cancel)
     {
-        var bar = new ConsoleProgress("train", trainer.Options.Steps);
+        var bar = new ConsoleProgress("train", trainer.Options.Steps, trainer.Step);
         double smoothed = double.NaN;
         try
         {

@@ -4,6 +4,7 @@ using DiffusionCore.Models.Networks.Cnf;
 using DiffusionCore.Models.Nn;
 using DiffusionCore.Models.Processes;
 using DiffusionCore.Models.Score;
+using DiffusionCore.Sampling.Flows;
 using DiffusionCore.Training.Data;
 using DiffusionCore.Training.Objectives;
 
@@ -101,6 +102,7 @@ internal sealed class RunModel
     {
         var c = Config;
         var importance = Sde is not null && c.Importance ? new InverseVarianceTimeSampler(Sde) : null;
+        var flow = Network is CnfDynamics dynamics ? new ContinuousFlow(dynamics) : null;
         return g =>
         {
             var (x0, labels) = data.Batch(g, c.Batch);
@@ -115,6 +117,9 @@ internal sealed class RunModel
                         ? SdeObjective.DenoisingScoreMatchingLoss(ScoreNetwork, Sde!, Output, x0, g, labels: modelLabels)
                         : SdeObjective.ImportanceSampledLoss(ScoreNetwork, Output, x0, g, importance, modelLabels);
                 case "ssm": return SlicedLoss(x0, g);
+                // Maximum likelihood: -mean log p(x0) with gradients by the adjoint method (Chen et al. 2018) and one
+                // Hutchinson probe per step (FFJORD, Grathwohl et al. 2019), drawn from the step's generator.
+                case "cnf": return flow!.NegativeLogLikelihood(x0, g);
                 case "classifier":
                     var classifier = (NoisyClassifier)Network;
                     return NoisyClassifierObjective.CrossEntropyLoss(classifier.Forward, Schedule!, x0, labels!, g);
