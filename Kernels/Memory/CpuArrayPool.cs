@@ -24,7 +24,8 @@ public sealed class CpuArrayPool<T> where T : unmanaged
     /// <summary>
     /// Elements rented and not yet returned (whole arrays, so rounded up to the power-of-two buckets): the live
     /// working set. Unlike <see cref="GC.GetAllocatedBytesForCurrentThread"/>, which counts only fresh allocations,
-    /// this sees the memory a computation holds when the pool recycles its buffers.
+    /// this sees the memory a computation holds when the pool recycles its buffers. An array never returned (a buffer
+    /// left to the garbage collector) stays counted, so measure the difference across a computation.
     /// </summary>
     public long InUseElements => Interlocked.Read(ref _inUseElements);
 
@@ -50,6 +51,7 @@ public sealed class CpuArrayPool<T> where T : unmanaged
             array = GC.AllocateUninitializedArray<T>((int)Math.Max(size, 1));
         }
         long inUse = Interlocked.Add(ref _inUseElements, array.LongLength);
+        // A lock-free maximum: retry while another thread raised the peak between the read and the exchange.
         long peak;
         while (inUse > (peak = Interlocked.Read(ref _peakInUseElements))
                && Interlocked.CompareExchange(ref _peakInUseElements, inUse, peak) != peak)
