@@ -8,6 +8,8 @@ namespace DiffusionCore.Bench;
 /// libtorch (TorchSharp-cpu) in the same run, then the side-by-side table of <see cref="PeerSummary"/>.
 /// <c>Bench/run-peer.sh</c> runs it with the tuned and the as-shipped libtorch environment; directly:
 /// <c>dotnet run -c Release --project Bench -- --filter '*K6*'</c> (any BenchmarkDotNet option).
+/// <c>dotnet run -c Release --project Bench -- flow-memory</c> prints the continuous flow's adjoint-vs-backprop
+/// memory table instead (<see cref="FlowMemory"/>).
 /// </summary>
 public static class Program
 {
@@ -15,6 +17,7 @@ public static class Program
     /// <returns>0, or 1 when a workload failed its validation or a benchmark failed to run.</returns>
     public static int Main(string[] args)
     {
+        if (args is [FlowMemory.Mode]) return FlowMemory.Run();
         // Patch and load libtorch before BenchmarkDotNet touches any benchmark type (see LibTorchPeer.Initialise).
         string torch = LibTorchPeer.Initialise();
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create()).ToList();

@@ -29,6 +29,22 @@ public sealed partial class CpuBackend : IBackend
     /// <summary>Elements idle in the pools.</summary>
     public long PooledElements => Float32Pool.PooledElements + Float64Pool.PooledElements;
 
+    /// <summary>Bytes of the arrays held by live buffers (rented from the pools, not yet returned).</summary>
+    public long InUseBytes => Float32Pool.InUseElements * sizeof(float) + Float64Pool.InUseElements * sizeof(double);
+
+    /// <summary>
+    /// The peak of <see cref="InUseBytes"/> since the last <see cref="ResetPeakInUse"/>: the sum of the float32 and
+    /// the float64 pools' own peaks, so exact when one dtype is in use and otherwise an upper bound.
+    /// </summary>
+    public long PeakInUseBytes => Float32Pool.PeakInUseElements * sizeof(float) + Float64Pool.PeakInUseElements * sizeof(double);
+
+    /// <summary>Starts a new <see cref="PeakInUseBytes"/> measurement from the bytes in use now.</summary>
+    public void ResetPeakInUse()
+    {
+        Float32Pool.ResetPeak();
+        Float64Pool.ResetPeak();
+    }
+
     /// <inheritdoc />
     public DeviceBuffer Allocate(long length, DType dtype, bool zero = true)
     {
