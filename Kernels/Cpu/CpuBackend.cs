@@ -257,16 +257,7 @@ public sealed partial class CpuBackend : IBackend
         return (bx, by);
     }
 
-    private static void SameType(string kernel, params CpuBuffer[] buffers)
-    {
-        foreach (var b in buffers)
-            if (b.DType != buffers[0].DType)
-                throw new KernelException(kernel, $"mixed dtypes {buffers[0].DType} and {b.DType}");
-    }
+    private static void SameType(string kernel, params DeviceBuffer[] buffers) => BufferChecks.SameType(kernel, buffers);
 
-    private static void CheckRange(string kernel, CpuBuffer b, long offset, long count)
-    {
-        if (offset < 0 || offset + count > b.Length)
-            throw new KernelException(kernel, $"range [{offset}, {offset + count}) outside a buffer of {b.Length} elements");
-    }
+    private static void CheckRange(string kernel, DeviceBuffer b, long offset, long count) => BufferChecks.CheckRange(kernel, b, offset, count);
 }

@@ -661,18 +661,9 @@ public sealed partial class IlgpuBackend : IBackend
         return (bx, by);
     }
 
-    private static void SameType(string kernel, params IlgpuBuffer[] buffers)
-    {
-        foreach (var b in buffers)
-            if (b.DType != buffers[0].DType)
-                throw new KernelException(kernel, $"mixed dtypes {buffers[0].DType} and {b.DType}");
-    }
+    private static void SameType(string kernel, params DeviceBuffer[] buffers) => BufferChecks.SameType(kernel, buffers);
 
-    private static void CheckRange(string kernel, IlgpuBuffer b, long offset, long count)
-    {
-        if (offset < 0 || offset + count > b.Length)
-            throw new KernelException(kernel, $"range [{offset}, {offset + count}) outside a buffer of {b.Length} elements");
-    }
+    private static void CheckRange(string kernel, DeviceBuffer b, long offset, long count) => BufferChecks.CheckRange(kernel, b, offset, count);
 
     private static void CheckInt(string kernel, long count)
     {
