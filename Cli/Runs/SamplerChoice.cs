@@ -63,7 +63,8 @@ internal static class SamplerChoice
                 return (DdpmAncestral.Sample(model, NeedSchedule(run, sampler), shape, g, labels: labels, progress: progress, cancellationToken: cancel),
                     $"DDPM ancestral, {run.Schedule!.Steps} steps");
             case "ddim":
-                return (Ddim.Sample(model, NeedSchedule(run, sampler), shape, g, steps, eta, labels, progress, cancel), $"DDIM (eta {eta}), {steps} steps");
+                return (Ddim.Sample(model, NeedSchedule(run, sampler), shape, g, steps, eta, labels, progress, cancel, clipDenoised: run.Config.IsImage ? 1.0 : null),
+                    $"DDIM (eta {eta}{(run.Config.IsImage ? ", x0 clipped to [-1, 1]" : "")}), {steps} steps");
             case "als":
                 if (run.Sigmas is null) throw new UsageException($"--sampler als needs an NCSN-trained model (--objective ncsn or ssm); this one was trained with {run.Config.Objective}");
                 return (AnnealedLangevin.Sample(model, run.Sigmas, shape, g, steps, labels: labels, progress: progress, cancellationToken: cancel),

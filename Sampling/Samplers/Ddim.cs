@@ -25,15 +25,16 @@ public static class Ddim
     /// <param name="labels">Class labels passed to the model, or null.</param>
     /// <param name="progress">Receives the number of steps done.</param>
     /// <param name="cancellationToken">Checked before each step.</param>
+    /// <param name="clipDenoised">Clamp x0_hat to [-c, c] each step (DDPM's clip_denoised for data in [-1, 1]); null: no clamp.</param>
     public static Tensor Sample(ScoreModel model, DdpmSchedule schedule, int[] shape, Generator generator, int steps, double eta = 0.0,
-        int[]? labels = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        int[]? labels = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, double? clipDenoised = null)
     {
         ArgumentNullException.ThrowIfNull(schedule);
         if (steps < 1 || steps > schedule.Steps)
             throw new ArgumentOutOfRangeException(nameof(steps), steps, $"DDIM: the number of steps must lie in 1..{schedule.Steps} (the schedule's T)");
         var tau = new int[steps];
         for (int i = 1; i <= steps; i++) tau[i - 1] = (int)Math.Round((double)i * schedule.Steps / steps) - 1;
-        return Sample(model, schedule, shape, generator, tau, eta, labels, progress, cancellationToken);
+        return Sample(model, schedule, shape, generator, tau, eta, labels, progress, cancellationToken, clipDenoised);
     }
 
     /// <summary>
@@ -53,8 +54,12 @@ public static class Ddim
     /// <param name="labels">Class labels passed to the model, or null.</param>
     /// <param name="progress">Receives the number of steps done.</param>
     /// <param name="cancellationToken">Checked before each step.</param>
+    /// <param name="clipDenoised">
+    /// Clamp x0_hat to [-c, c] each step and use the eps consistent with it, eps = (x - sqrt(alpha_bar) x0_hat) /
+    /// sqrt(1 - alpha_bar) (DDPM's clip_denoised, for image data in [-1, 1]); null: no clamp.
+    /// </param>
     public static Tensor Sample(ScoreModel model, DdpmSchedule schedule, int[] shape, Generator generator, IReadOnlyList<int> timesteps, double eta = 0.0,
-        int[]? labels = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        int[]? labels = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default, double? clipDenoised = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(schedule);
@@ -82,6 +87,11 @@ public static class Ddim
                 double alphaBarPrev = i > 0 ? schedule.AlphaBars[timesteps[i - 1]] : 1.0;
                 var eps = model.Epsilon(x, schedule.Level(t), labels);
                 var x0 = (x - eps * Math.Sqrt(1 - alphaBar)) * (1 / Math.Sqrt(alphaBar));
+                if (clipDenoised is double c)
+                {
+                    x0 = Ops.Clamp(x0, -c, c);
+                    eps = (x - x0 * Math.Sqrt(alphaBar)) * (1 / Math.Sqrt(1 - alphaBar));
+                }
                 double sigma = eta * Math.Sqrt((1 - alphaBarPrev) / (1 - alphaBar)) * Math.Sqrt(1 - alphaBar / alphaBarPrev);
                 // Clamped at 0: with eta > 1 sigma^2 can exceed 1 - alpha_bar_prev, leaving no deterministic part.
                 double direction = Math.Sqrt(Math.Max(0.0, 1 - alphaBarPrev - sigma * sigma));
