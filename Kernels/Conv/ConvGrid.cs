@@ -1,0 +1,170 @@
+using System.Runtime.Intrinsics;
+using DiffusionCore.Kernels.Cpu;
+
+namespace DiffusionCore.Kernels.Conv;
+
+/// <summary>
+/// The input of a direct convolution laid out so that every tap of every output position is one fixed offset:
+/// the planes of one image, zero-padded, and split by stride phase,
+/// G[c, ph, pw, a, b] = Xpad[c, S a + ph, S b + pw] with Xpad[c, r, col] = X[c, r - PadTop, col - PadLeft] (zero
+/// outside X; a negative pad crops). An output position (oh, ow) of a stride-S convolution is the flat index
+/// q = oh Wq + ow of a phase plane, and its tap (kh, kw) reads G at
+/// q + ((c S + kh mod S) S + kw mod S) Hq Wq + (kh div S) Wq + kw div S (the polyphase decomposition: a
+/// stride-S convolution is a sum of S² stride-1 ones over the phase planes). The positions ow in [OW, Wq) of each
+/// row are computed and dropped; a zero guard after the last plane keeps the reads of the last vectors in bounds.
+/// </summary>
+internal readonly unsafe struct ConvGrid
+{
+    /// <summary>Channels (planes) of the image.</summary>
+    public readonly int Channels;
+
+    /// <summary>Stride S: the grid holds S x S phases per channel.</summary>
+    public readonly int Stride;
+
+    /// <summary>Size of one input plane.</summary>
+    public readonly int H, W;
+
+    /// <summary>Zero rows above and columns left of the input (negative: rows or columns cropped).</summary>
+    public readonly int PadTop, PadLeft;
+
+    /// <summary>Rows and columns of one phase plane.</summary>
+    public readonly int Hq, Wq;
+
+    /// <summary>Floats of one phase plane (Hq Wq) and of one channel (S² phase planes).</summary>
+    public readonly int PhaseFloats, ChannelFloats;
+
+    /// <summary>Floats of the whole grid of one image, the zero guard included (a multiple of 16).</summary>
+    public readonly int Floats;
+
+    /// <summary>A grid of <paramref name="hq"/> x <paramref name="wq"/> phase planes with <paramref name="guard"/> zeros after them.</summary>
+    public ConvGrid(int channels, int h, int w, int stride, int padTop, int padLeft, int hq, int wq, int guard)
+    {
+        Channels = channels;
+        Stride = stride;
+        H = h;
+        W = w;
+        PadTop = padTop;
+        PadLeft = padLeft;
+        Hq = hq;
+        Wq = wq;
+        long phase = (long)hq * wq, channel = phase * stride * stride, floats = (channel * channels + Math.Max(0, guard) + 15) / 16 * 16;
+        if (floats > int.MaxValue) throw new KernelException("Conv2d", $"the input grid of one image ({floats} floats) exceeds {int.MaxValue}");
+        PhaseFloats = (int)phase;
+        ChannelFloats = (int)channel;
+        Floats = (int)floats;
+    }
+
+    /// <summary>Offset in the grid of tap (kh, kw) of channel c for output position 0.</summary>
+    public int TapOffset(int c, int kh, int kw)
+    {
+        int s = Stride;
+        return c * ChannelFloats + (kh % s * s + kw % s) * PhaseFloats + kh / s * Wq + kw / s;
+    }
+
+    /// <summary>
+    /// Fills channels [c0, c1) of the grid <paramref name="grid"/> from the planes [c][H][W] at
+    /// <paramref name="image"/>; the call that fills the last channel also zeroes the guard.
+    /// </summary>
+    public void Fill<S, TV>(float* image, float* grid, int c0, int c1, in PointerRange<float> gridRange)
+        where S : IConvSimd<TV> where TV : struct
+    {
+        int s = Stride;
+        for (int c = c0; c < c1; c++)
+        {
+            float* src = image + (long)c * H * W;
+            float* dst = grid + (long)c * ChannelFloats;
+            gridRange.Check("Conv2d grid fill", dst, ChannelFloats);
+            for (int ph = 0; ph < s; ph++)
+            {
+                for (int a = 0; a < Hq; a++)
+                {
+                    int r = s * a + ph - PadTop;
+                    float* row = dst + ph * s * PhaseFloats + a * Wq;
+                    if ((uint)r >= (uint)H)
+                    {
+                        for (int pw = 0; pw < s; pw++) Zero(row + pw * PhaseFloats, Wq);
+                        continue;
+                    }
+                    float* srcRow = src + (long)r * W;
+                    if (s == 1) FillRow1<S, TV>(srcRow, row);
+                    else if (s == 2) FillRow2<S, TV>(srcRow, row, row + PhaseFloats);
+                    else for (int pw = 0; pw < s; pw++) FillRowStrided(srcRow, row + pw * PhaseFloats, pw);
+                }
+            }
+        }
+        if (c1 == Channels)
+        {
+            long used = (long)Channels * ChannelFloats;
+            gridRange.Check("Conv2d grid guard", grid + used, Floats - used);
+            Zero(grid + used, (int)(Floats - used));
+        }
+    }
+
+    /// <summary>Columns b of a phase-pw row whose source column S b + pw - PadLeft lies in [0, W).</summary>
+    private (int Lo, int Hi) ValidColumns(int pw)
+    {
+        int s = Stride;
+        int lo = Math.Clamp(CeilDiv(PadLeft - pw, s), 0, Wq);
+        int hi = Math.Clamp(FloorDiv(W - 1 + PadLeft - pw, s) + 1, lo, Wq);
+        return (lo, hi);
+    }
+
+    private void FillRow1<S, TV>(float* src, float* dst) where S : IConvSimd<TV> where TV : struct
+    {
+        var (lo, hi) = ValidColumns(0);
+        Zero(dst, lo);
+        float* from = src - PadLeft;
+        int i = lo;
+        for (; i <= hi - S.Count; i += S.Count) S.Store(S.Load(from + i), dst + i);
+        for (; i < hi; i++) dst[i] = from[i];
+        Zero(dst + hi, Wq - hi);
+    }
+
+    private void FillRow2<S, TV>(float* src, float* even, float* odd) where S : IConvSimd<TV> where TV : struct
+    {
+        // Both phases at once when they share the valid range: 2 L source floats split into L even and L odd.
+        var (lo0, hi0) = ValidColumns(0);
+        var (lo1, hi1) = ValidColumns(1);
+        int lo = Math.Max(lo0, lo1), hi = Math.Min(hi0, hi1);
+        if (hi <= lo)
+        {
+            FillRowStrided(src, even, 0);
+            FillRowStrided(src, odd, 1);
+            return;
+        }
+        FillRowStrided(src, even, 0, 0, lo);
+        FillRowStrided(src, odd, 1, 0, lo);
+        float* from = src - PadLeft;
+        int b = lo;
+        for (; b <= hi - S.Count; b += S.Count)
+        {
+            S.LoadDeinterleave(from + 2 * b, out var e, out var o);
+            S.Store(e, even + b);
+            S.Store(o, odd + b);
+        }
+        FillRowStrided(src, even, 0, b, Wq);
+        FillRowStrided(src, odd, 1, b, Wq);
+    }
+
+    private void FillRowStrided(float* src, float* dst, int pw) => FillRowStrided(src, dst, pw, 0, Wq);
+
+    /// <summary>Columns [b0, b1) of the phase-pw row: source column S b + pw - PadLeft, zero outside [0, W).</summary>
+    private void FillRowStrided(float* src, float* dst, int pw, int b0, int b1)
+    {
+        int s = Stride;
+        for (int b = b0; b < b1; b++)
+        {
+            int col = s * b + pw - PadLeft;
+            dst[b] = (uint)col < (uint)W ? src[col] : 0f;
+        }
+    }
+
+    private static void Zero(float* p, int n)
+    {
+        if (n > 0) new Span<float>(p, n).Clear();
+    }
+
+    public static int FloorDiv(int a, int b) => a >= 0 ? a / b : -((-a + b - 1) / b);
+
+    public static int CeilDiv(int a, int b) => -FloorDiv(-a, b);
+}
