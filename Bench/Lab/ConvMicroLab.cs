@@ -25,13 +25,13 @@ internal static unsafe class ConvMicroLab
             ("FMA 12 + 2 loads", 2.0 * 8 * 12 * taps * calls, () => { for (int i = 0; i < calls; i++) PeakLoads2(taps, b, o); }),
             ("FMA 12 + 4 loads", 2.0 * 8 * 12 * taps * calls, () => { for (int i = 0; i < calls; i++) PeakLoads4(taps, b, o); }),
             ("FMA 12 + 6 loads", 2.0 * 8 * 12 * taps * calls, () => { for (int i = 0; i < calls; i++) PeakLoads6(taps, b, o); }),
-            ("Product 256 C4 V3 aligned", 2.0 * taps * 4 * 24 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int4, Int3>(taps, offAligned, a, b, o, 256); }),
-            ("Product 256 C4 V3", 2.0 * taps * 4 * 24 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int4, Int3>(taps, off, a, b, o, 256); }),
+            ("Product 256 C4 V3 aligned", 2.0 * taps * 4 * 24 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int4, Int3>(taps, offAligned, a, b, o, 256, false); }),
+            ("Product 256 C4 V3", 2.0 * taps * 4 * 24 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int4, Int3>(taps, off, a, b, o, 256, false); }),
             ("Prebroadcast C4 V3", 2.0 * taps * 4 * 24 * calls, () => { for (int i = 0; i < calls; i++) PreBroadcast(taps, off, wide, b, o); }),
-            ("Product 256 C3 V4", 2.0 * taps * 3 * 32 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int3, Int4>(taps, off, a, b, o, 256); }),
-            ("Product 256 C6 V2", 2.0 * taps * 6 * 16 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int6, Int2>(taps, off, a, b, o, 256); }),
-            ("Product 256 C5 V2", 2.0 * taps * 5 * 16 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int5, Int2>(taps, off, a, b, o, 256); }),
-            ("Product 128 C4 V3", 2.0 * taps * 4 * 12 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd128, Vector128<float>, Int4, Int3>(taps, off, a, b, o, 256); }),
+            ("Product 256 C3 V4", 2.0 * taps * 3 * 32 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int3, Int4>(taps, off, a, b, o, 256, false); }),
+            ("Product 256 C6 V2", 2.0 * taps * 6 * 16 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int6, Int2>(taps, off, a, b, o, 256, false); }),
+            ("Product 256 C5 V2", 2.0 * taps * 5 * 16 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd256, Vector256<float>, Int5, Int2>(taps, off, a, b, o, 256, false); }),
+            ("Product 128 C4 V3", 2.0 * taps * 4 * 12 * calls, () => { for (int i = 0; i < calls; i++) ConvMicroKernels.Product<ConvSimd128, Vector128<float>, Int4, Int3>(taps, off, a, b, o, 256, false); }),
         };
         int pixels = 576;
         int* pix = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)pixels * 4, 64);

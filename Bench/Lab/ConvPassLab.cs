@@ -31,8 +31,10 @@ internal static class ConvPassLab
         foreach (var a in args)
         {
             if (a.StartsWith("reps=", StringComparison.Ordinal)) reps = int.Parse(a[5..], CultureInfo.InvariantCulture);
+            else if (a.StartsWith("cfg=", StringComparison.Ordinal)) s_configs.Add(a[4..]);
             else names.Add(a);
         }
+        if (s_configs.Count == 0) s_configs.Add("");
         int saved = CpuParallel.Threads;
         CpuParallel.Threads = 1;
         try
@@ -50,6 +52,23 @@ internal static class ConvPassLab
         return 0;
     }
 
+    /// <summary>Tuning configurations compared interleaved: comma-separated name=value settings of internal knobs.</summary>
+    private static readonly List<string> s_configs = [];
+
+    private static void Apply(string config)
+    {
+        foreach (var setting in config.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var (name, value) = (setting.Split('=')[0], int.Parse(setting.Split('=')[1], CultureInfo.InvariantCulture));
+            switch (name)
+            {
+                case "strip": ProductPlan.StripTiles = value; break;
+                case "slice": ProductPlan.SliceFloats = value; break;
+                default: throw new ArgumentException($"lab conv: unknown setting {name}");
+            }
+        }
+    }
+
     private static void RunShape(string name, Conv2dShape s, int reps)
     {
         var rng = new Random(7);
@@ -58,7 +77,9 @@ internal static class ConvPassLab
         Console.WriteLine($"{name}: {s}");
         foreach (var pass in Enum.GetValues<Conv2dPass>())
         {
-            var algorithms = Enum.GetValues<Conv2dAlgorithm>().Where(a => a != Conv2dAlgorithm.Auto && Conv2dCpu.Supports(s, pass, a)).ToArray();
+            var supported = Enum.GetValues<Conv2dAlgorithm>().Where(a => a != Conv2dAlgorithm.Auto && Conv2dCpu.Supports(s, pass, a)).ToArray();
+            var algorithms = supported.SelectMany(a => s_configs.Select(_ => a)).ToArray();
+            var configs = supported.SelectMany(_ => s_configs).ToArray();
             var outputs = algorithms.Select(_ => pass switch
             {
                 Conv2dPass.Forward => new float[s.OutputLength],
@@ -67,6 +88,7 @@ internal static class ConvPassLab
             }).ToArray();
             void Call(int i)
             {
+                Apply(configs[i]);
                 var o = outputs[i];
                 switch (pass)
                 {
@@ -75,7 +97,8 @@ internal static class ConvPassLab
                     default: Conv2dCpu.BackwardWeight(s, x, dy, o.AsSpan(0, (int)s.WeightLength), o.AsSpan((int)s.WeightLength), algorithms[i]); break;
                 }
             }
-            for (int i = 0; i < algorithms.Length; i++) Call(i);
+            for (int warm = 0; warm < 3; warm++)
+                for (int i = 0; i < algorithms.Length; i++) Call(i);
             for (int i = 1; i < algorithms.Length; i++)
             {
                 double diff = MaxRelativeDifference(outputs[0], outputs[i]);
@@ -96,7 +119,7 @@ internal static class ConvPassLab
                 times[i].Sort();
                 double median = times[i][reps / 2], best = times[i][0];
                 string chosen = Conv2dCpu.Choose(s, pass) == algorithms[i] ? " (chosen)" : "";
-                Console.WriteLine($"  {pass,-15} {algorithms[i],-9} median {median * 1e3,8:F2} ms {flops / median * 1e-9,6:F1} GFLOP/s   best {best * 1e3,8:F2} ms {flops / best * 1e-9,6:F1} GFLOP/s{chosen}");
+                Console.WriteLine($"  {pass,-15} {algorithms[i],-9} {configs[i],-20} median {median * 1e3,8:F2} ms {flops / median * 1e-9,6:F1} GFLOP/s   best {best * 1e3,8:F2} ms {flops / best * 1e-9,6:F1} GFLOP/s{chosen}");
             }
         }
     }

@@ -228,6 +228,12 @@ internal sealed unsafe class ProductPlan
     /// <summary>Channels per grid-filling work item.</summary>
     private const int FillChannels = 8;
 
+    /// <summary>Micro-tiles of positions per strip: the output block of a strip, all channels, stays in L2.</summary>
+    internal static int StripTiles = 4;
+
+    /// <summary>Floats of the grid slice one block of taps reads for one strip (half of a 32 KiB L1).</summary>
+    internal static int SliceFloats = 4096;
+
     public readonly int N, OutChannels, Rows, MaxVectors, L;
     public readonly ConvGrid Grid;
     public readonly ProductPhase[] Phases;
@@ -280,25 +286,26 @@ internal sealed unsafe class ProductPlan
         where S : IConvSimd<TV> where TV : struct
     {
         int threads = CpuParallel.Threads;
-        int maxVectors = 0;
-        foreach (var ph in Phases) maxVectors = Math.Max(maxVectors, ph.Vectors);
+        int stripVectors = StripTiles * MaxVectors;
         var inRange = new PointerRange<float>(input, N * inputImage, "conv input");
         var outRange = new PointerRange<float>(output, N * outputImage, "conv output");
+        int tiles = (OutChannels + Rows - 1) / Rows;
         bool wholeImages = threads == 1 || (N >= threads && (N % threads == 0 || N >= ItemsPerThread * threads));
         if (wholeImages)
         {
             CpuParallel.For(N, 1, (n0, n1) =>
             {
                 float* grid = ConvScratch.Get(ConvScratchSlot.Grid, Grid.Floats);
-                float* buffer = ConvScratch.Get(ConvScratchSlot.Output, (long)Rows * maxVectors * L);
+                float* buffer = ConvScratch.Get(ConvScratchSlot.Output, (long)tiles * Rows * stripVectors * L);
                 var gridRange = new PointerRange<float>(grid, Grid.Floats, "conv grid");
                 for (long n = n0; n < n1; n++)
                 {
                     inRange.Check("Conv2d grid fill", input + n * inputImage, inputImage);
                     Grid.Fill<S, TV>(input + n * inputImage, grid, 0, Grid.Channels, gridRange);
-                    for (int p = 0; p < Phases.Length; p++)
-                        for (int c0 = 0; c0 < OutChannels; c0 += Rows)
-                            Strip<S, TV>(Phases[p], grid, gridRange, buffer, c0, 0, Phases[p].Vectors, output + n * outputImage, outRange, outputPlane, bias);
+                    foreach (var ph in Phases)
+                        for (int v0 = 0; v0 < ph.Vectors; v0 += stripVectors)
+                            Strip<S, TV>(ph, grid, gridRange, buffer, 0, OutChannels, v0, Math.Min(ph.Vectors, v0 + stripVectors),
+                                output + n * outputImage, outRange, outputPlane, bias);
                 }
             });
             return;
@@ -317,41 +324,50 @@ internal sealed unsafe class ProductPlan
                 Grid.Fill<S, TV>(input + n * inputImage, grids + n * Grid.Floats, c0, c1, gridsRange);
             }
         });
-        int tiles = (OutChannels + Rows - 1) / Rows;
-        long perImage = (long)Phases.Length * tiles;
-        int strips = (int)Math.Clamp((ItemsPerThread * threads + N * perImage - 1) / (N * perImage), 1, Math.Max(1, (maxVectors + MaxVectors - 1) / MaxVectors));
-        CpuParallel.For(N * perImage * strips, 1, (i0, i1) =>
+        // Items (image, phase, strip, group of output tiles): the groups only as many as it takes to give each
+        // thread ItemsPerThread items.
+        int maxStrips = 0;
+        foreach (var ph in Phases) maxStrips = Math.Max(maxStrips, (ph.Vectors + stripVectors - 1) / stripVectors);
+        long perGroup = (long)N * Phases.Length * maxStrips;
+        int groups = (int)Math.Clamp((ItemsPerThread * threads + perGroup - 1) / perGroup, 1, tiles);
+        CpuParallel.For(perGroup * groups, 1, (i0, i1) =>
         {
-            float* buffer = ConvScratch.Get(ConvScratchSlot.Output, (long)Rows * maxVectors * L);
+            float* buffer = ConvScratch.Get(ConvScratchSlot.Output, (long)tiles * Rows * stripVectors * L);
             for (long i = i0; i < i1; i++)
             {
-                int strip = (int)(i % strips);
-                long rest = i / strips;
-                int tile = (int)(rest % tiles);
-                rest /= tiles;
+                int group = (int)(i % groups);
+                long rest = i / groups;
+                int strip = (int)(rest % maxStrips);
+                rest /= maxStrips;
                 var ph = Phases[(int)(rest % Phases.Length)];
                 long n = rest / Phases.Length;
-                // Strips in whole micro-tiles, so that every strip but the last runs the widest tile only.
-                int units = (ph.Vectors + MaxVectors - 1) / MaxVectors;
-                int v0 = Math.Min(ph.Vectors, (int)((long)units * strip / strips) * MaxVectors);
-                int v1 = Math.Min(ph.Vectors, (int)((long)units * (strip + 1) / strips) * MaxVectors);
-                if (v1 > v0)
-                    Strip<S, TV>(ph, grids + n * Grid.Floats, gridsRange, buffer, tile * Rows, v0, v1, output + n * outputImage, outRange, outputPlane, bias);
+                int v0 = strip * stripVectors;
+                if (v0 >= ph.Vectors) continue;
+                int c0 = (int)((long)tiles * group / groups) * Rows, c1 = Math.Min(OutChannels, (int)((long)tiles * (group + 1) / groups) * Rows);
+                if (c1 > c0)
+                    Strip<S, TV>(ph, grids + n * Grid.Floats, gridsRange, buffer, c0, c1, v0, Math.Min(ph.Vectors, v0 + stripVectors),
+                        output + n * outputImage, outRange, outputPlane, bias);
             }
         });
     }
 
     /// <summary>
-    /// Output channels [c0, c0 + Rows) and position vectors [v0, v1) of one phase on one grid: the products into
-    /// <paramref name="buffer"/>, then scattered to the output planes with the bias added.
+    /// Output channels [c0, c1) (whole tiles) and position vectors [v0, v1) of one phase on one grid: the products
+    /// into <paramref name="buffer"/> block of taps by block of taps, so that the slice of the grid a block reads
+    /// stays in L1 while every tile of output channels passes over it; then scattered to the output planes with the
+    /// bias added.
     /// </summary>
-    private void Strip<S, TV>(in ProductPhase ph, float* grid, in PointerRange<float> gridRange, float* buffer, int c0, int v0, int v1,
+    private void Strip<S, TV>(in ProductPhase ph, float* grid, in PointerRange<float> gridRange, float* buffer, int c0, int c1, int v0, int v1,
         float* outImage, in PointerRange<float> outRange, long outputPlane, float* bias)
         where S : IConvSimd<TV> where TV : struct
     {
-        int rows = Math.Min(Rows, OutChannels - c0);
         int length = (v1 - v0) * L;
-        float* weights = ph.Weights + (long)c0 * ph.Taps;
+        int tapsPerChannel = ph.Taps / Grid.Channels;
+        // Rows of a phase plane the strip's positions and the kernel's reach span, and the channels whose span
+        // fits SliceFloats.
+        int spanRows = Math.Min(Grid.Hq, (length + Grid.Wq - 1) / Grid.Wq + 1 + Grid.Hq - ph.Rows);
+        long channelSlice = (long)Grid.Stride * Grid.Stride * spanRows * Grid.Wq;
+        int block = Math.Max(1, (int)Math.Min(Grid.Channels, SliceFloats / Math.Max(1, channelSlice))) * Math.Max(1, tapsPerChannel);
         if (PointerChecks.Enabled && ph.Taps > 0)
         {
             int lo = int.MaxValue, hi = int.MinValue;
@@ -362,16 +378,29 @@ internal sealed unsafe class ProductPlan
             }
             gridRange.Check("Conv2d direct product", grid + (long)v0 * L + lo, (long)hi - lo + length);
         }
-        for (int v = v0; v < v1; v += MaxVectors)
-            ProductAny<S, TV>(rows, Math.Min(MaxVectors, v1 - v), ph.Taps, ph.Offsets, weights, grid + (long)v * L, buffer + (v - v0) * L, length);
+        int k0 = 0;
+        do
+        {
+            int k1 = Math.Min(ph.Taps, k0 + block);
+            for (int co = c0; co < c1; co += Rows)
+            {
+                int rows = Math.Min(Rows, OutChannels - co);
+                float* weights = ph.Weights + (long)co * ph.Taps + (long)k0 * rows;
+                float* o = buffer + (long)(co - c0) * length;
+                for (int v = v0; v < v1; v += MaxVectors)
+                    ProductAny<S, TV>(rows, Math.Min(MaxVectors, v1 - v), k1 - k0, ph.Offsets + k0, weights, grid + (long)v * L, o + (v - v0) * L, length, k0 > 0);
+            }
+            k0 = k1;
+        }
+        while (k0 < ph.Taps);
 
         // Scatter: position q = r Wq + c of the buffer goes to Base + r RowStep + c ColStep for c < Cols.
         int wq = Grid.Wq, q0 = v0 * L, q1 = Math.Min(q0 + length, ph.Rows * wq);
-        for (int r = 0; r < rows; r++)
+        for (int ch = c0; ch < c1; ch++)
         {
-            float* plane = outImage + (c0 + r) * outputPlane + ph.Base;
-            float* src = buffer + (long)r * length - q0;
-            float b = bias == null ? 0f : bias[c0 + r];
+            float* plane = outImage + ch * outputPlane + ph.Base;
+            float* src = buffer + (long)(ch - c0) * length - q0;
+            float b = bias == null ? 0f : bias[ch];
             for (int row = q0 / wq; row * wq < q1; row++)
             {
                 int from = Math.Max(q0 - row * wq, 0), to = Math.Min(q1 - row * wq, ph.Cols);
@@ -394,29 +423,29 @@ internal sealed unsafe class ProductPlan
     }
 
     /// <summary><see cref="ConvMicroKernels.Product{S, TV, TC, TV4}"/> for a runtime tile of rows x vectors.</summary>
-    private static void ProductAny<S, TV>(int rows, int vectors, int taps, int* off, float* a, float* b, float* o, int stride)
+    internal static void ProductAny<S, TV>(int rows, int vectors, int taps, int* off, float* a, float* b, float* o, int stride, bool accumulate)
         where S : IConvSimd<TV> where TV : struct
     {
         switch (rows)
         {
-            case 1: ProductRows<S, TV, Int1>(vectors, taps, off, a, b, o, stride); break;
-            case 2: ProductRows<S, TV, Int2>(vectors, taps, off, a, b, o, stride); break;
-            case 3: ProductRows<S, TV, Int3>(vectors, taps, off, a, b, o, stride); break;
-            case 4: ProductRows<S, TV, Int4>(vectors, taps, off, a, b, o, stride); break;
-            case 5: ProductRows<S, TV, Int5>(vectors, taps, off, a, b, o, stride); break;
-            default: ProductRows<S, TV, Int6>(vectors, taps, off, a, b, o, stride); break;
+            case 1: ProductRows<S, TV, Int1>(vectors, taps, off, a, b, o, stride, accumulate); break;
+            case 2: ProductRows<S, TV, Int2>(vectors, taps, off, a, b, o, stride, accumulate); break;
+            case 3: ProductRows<S, TV, Int3>(vectors, taps, off, a, b, o, stride, accumulate); break;
+            case 4: ProductRows<S, TV, Int4>(vectors, taps, off, a, b, o, stride, accumulate); break;
+            case 5: ProductRows<S, TV, Int5>(vectors, taps, off, a, b, o, stride, accumulate); break;
+            default: ProductRows<S, TV, Int6>(vectors, taps, off, a, b, o, stride, accumulate); break;
         }
     }
 
-    private static void ProductRows<S, TV, TC>(int vectors, int taps, int* off, float* a, float* b, float* o, int stride)
+    private static void ProductRows<S, TV, TC>(int vectors, int taps, int* off, float* a, float* b, float* o, int stride, bool accumulate)
         where S : IConvSimd<TV> where TV : struct where TC : IConstInt
     {
         switch (vectors)
         {
-            case 1: ConvMicroKernels.Product<S, TV, TC, Int1>(taps, off, a, b, o, stride); break;
-            case 2: ConvMicroKernels.Product<S, TV, TC, Int2>(taps, off, a, b, o, stride); break;
-            case 3: ConvMicroKernels.Product<S, TV, TC, Int3>(taps, off, a, b, o, stride); break;
-            default: ConvMicroKernels.Product<S, TV, TC, Int4>(taps, off, a, b, o, stride); break;
+            case 1: ConvMicroKernels.Product<S, TV, TC, Int1>(taps, off, a, b, o, stride, accumulate); break;
+            case 2: ConvMicroKernels.Product<S, TV, TC, Int2>(taps, off, a, b, o, stride, accumulate); break;
+            case 3: ConvMicroKernels.Product<S, TV, TC, Int3>(taps, off, a, b, o, stride, accumulate); break;
+            default: ConvMicroKernels.Product<S, TV, TC, Int4>(taps, off, a, b, o, stride, accumulate); break;
         }
     }
 }

@@ -68,6 +68,20 @@ internal readonly unsafe struct ConvGrid
     public void Fill<S, TV>(float* image, float* grid, int c0, int c1, in PointerRange<float> gridRange)
         where S : IConvSimd<TV> where TV : struct
     {
+        // The padded row of the strided split lives on the stack (heap for rows wider than 16K floats).
+        const int StackFloats = 1 << 14;
+        int s = Stride;
+        var heapRow = PaddedRowFloats > StackFloats ? new float[PaddedRowFloats] : null;
+        float* stackRow = stackalloc float[heapRow == null && s > 1 ? PaddedRowFloats : 1];
+        fixed (float* heapPointer = heapRow)
+        {
+            FillChannels<S, TV>(image, grid, c0, c1, gridRange, heapRow == null ? stackRow : heapPointer);
+        }
+    }
+
+    private void FillChannels<S, TV>(float* image, float* grid, int c0, int c1, in PointerRange<float> gridRange, float* padded)
+        where S : IConvSimd<TV> where TV : struct
+    {
         int s = Stride;
         for (int c = c0; c < c1; c++)
         {
@@ -87,8 +101,7 @@ internal readonly unsafe struct ConvGrid
                     }
                     float* srcRow = src + (long)r * W;
                     if (s == 1) FillRow1<S, TV>(srcRow, row);
-                    else if (s == 2) FillRow2<S, TV>(srcRow, row, row + PhaseFloats);
-                    else for (int pw = 0; pw < s; pw++) FillRowStrided(srcRow, row + pw * PhaseFloats, pw);
+                    else FillRowPhases<S, TV>(srcRow, row, padded);
                 }
             }
         }
@@ -100,18 +113,17 @@ internal readonly unsafe struct ConvGrid
         }
     }
 
-    /// <summary>Columns b of a phase-pw row whose source column S b + pw - PadLeft lies in [0, W).</summary>
-    private (int Lo, int Hi) ValidColumns(int pw)
+    /// <summary>Columns b of a stride-1 row whose source column b - PadLeft lies in [0, W).</summary>
+    private (int Lo, int Hi) ValidColumns()
     {
-        int s = Stride;
-        int lo = Math.Clamp(CeilDiv(PadLeft - pw, s), 0, Wq);
-        int hi = Math.Clamp(FloorDiv(W - 1 + PadLeft - pw, s) + 1, lo, Wq);
+        int lo = Math.Clamp(PadLeft, 0, Wq);
+        int hi = Math.Clamp(W + PadLeft, lo, Wq);
         return (lo, hi);
     }
 
     private void FillRow1<S, TV>(float* src, float* dst) where S : IConvSimd<TV> where TV : struct
     {
-        var (lo, hi) = ValidColumns(0);
+        var (lo, hi) = ValidColumns();
         Zero(dst, lo);
         float* from = src - PadLeft;
         int i = lo;
@@ -120,42 +132,45 @@ internal readonly unsafe struct ConvGrid
         Zero(dst + hi, Wq - hi);
     }
 
-    private void FillRow2<S, TV>(float* src, float* even, float* odd) where S : IConvSimd<TV> where TV : struct
+    /// <summary>Floats of the padded row <see cref="FillRowPhases{S, TV}"/> builds (S Wq, plus a vector pair of slack).</summary>
+    public int PaddedRowFloats => Stride * Wq + 4 * 16;
+
+    /// <summary>
+    /// The S phase rows of one source row, dst + pw PhaseFloats for phase pw: the row is first copied, zero-padded,
+    /// into <paramref name="padded"/> (padded[j] = src[j - PadLeft]), so that the split runs without bounds checks:
+    /// two phases at once by vector deinterleave for S = 2, a plain gather otherwise.
+    /// </summary>
+    private void FillRowPhases<S, TV>(float* src, float* dst, float* padded) where S : IConvSimd<TV> where TV : struct
     {
-        // Both phases at once when they share the valid range: 2 L source floats split into L even and L odd.
-        var (lo0, hi0) = ValidColumns(0);
-        var (lo1, hi1) = ValidColumns(1);
-        int lo = Math.Max(lo0, lo1), hi = Math.Min(hi0, hi1);
-        if (hi <= lo)
+        int s = Stride, length = s * Wq;
+        int lo = Math.Clamp(PadLeft, 0, length), hi = Math.Clamp(W + PadLeft, lo, length);
+        Zero(padded, lo);
+        float* from = src - PadLeft;
+        int i = lo;
+        for (; i <= hi - S.Count; i += S.Count) S.Store(S.Load(from + i), padded + i);
+        for (; i < hi; i++) padded[i] = from[i];
+        Zero(padded + hi, length - hi);
+        if (s == 2)
         {
-            FillRowStrided(src, even, 0);
-            FillRowStrided(src, odd, 1);
+            float* odd = dst + PhaseFloats;
+            int b = 0;
+            for (; b <= Wq - S.Count; b += S.Count)
+            {
+                S.LoadDeinterleave(padded + 2 * b, out var e, out var o);
+                S.Store(e, dst + b);
+                S.Store(o, odd + b);
+            }
+            for (; b < Wq; b++)
+            {
+                dst[b] = padded[2 * b];
+                odd[b] = padded[2 * b + 1];
+            }
             return;
         }
-        FillRowStrided(src, even, 0, 0, lo);
-        FillRowStrided(src, odd, 1, 0, lo);
-        float* from = src - PadLeft;
-        int b = lo;
-        for (; b <= hi - S.Count; b += S.Count)
+        for (int pw = 0; pw < s; pw++)
         {
-            S.LoadDeinterleave(from + 2 * b, out var e, out var o);
-            S.Store(e, even + b);
-            S.Store(o, odd + b);
-        }
-        FillRowStrided(src, even, 0, b, Wq);
-        FillRowStrided(src, odd, 1, b, Wq);
-    }
-
-    private void FillRowStrided(float* src, float* dst, int pw) => FillRowStrided(src, dst, pw, 0, Wq);
-
-    /// <summary>Columns [b0, b1) of the phase-pw row: source column S b + pw - PadLeft, zero outside [0, W).</summary>
-    private void FillRowStrided(float* src, float* dst, int pw, int b0, int b1)
-    {
-        int s = Stride;
-        for (int b = b0; b < b1; b++)
-        {
-            int col = s * b + pw - PadLeft;
-            dst[b] = (uint)col < (uint)W ? src[col] : 0f;
+            float* row = dst + pw * PhaseFloats;
+            for (int b = 0; b < Wq; b++) row[b] = padded[s * b + pw];
         }
     }
 

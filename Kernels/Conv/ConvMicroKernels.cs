@@ -32,14 +32,15 @@ internal readonly struct Int6 : IConstInt { public static int Value => 6; }
 internal static unsafe class ConvMicroKernels
 {
     /// <summary>
-    /// out[c · outStride + q] = Σ_{k &lt; taps} a[k · C + c] · b[off[k] + q] for c &lt; C and q &lt; V · Count.
+    /// out[c · outStride + q] = Σ_{k &lt; taps} a[k · C + c] · b[off[k] + q] for c &lt; C and q &lt; V · Count, added to
+    /// the out it finds when <paramref name="accumulate"/> is set (a sum over several blocks of taps).
     /// a is packed tap by tap (C floats per tap), so each tap costs V vector loads of b, C broadcasts of a and
     /// C · V fused multiply-adds. AVX2 takes C = 4, V = 3 (12 accumulators, 3 b vectors and one broadcast:
     /// the 16 ymm registers); AVX-512 takes C = 6, V = 4 (24 of the 32 zmm registers, broadcasts folded into
     /// the multiply-adds).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Product<S, TV, TC, TV4>(int taps, int* off, float* a, float* b, float* output, int outStride)
+    public static void Product<S, TV, TC, TV4>(int taps, int* off, float* a, float* b, float* output, int outStride, bool accumulate)
         where S : IConvSimd<TV> where TV : struct where TC : IConstInt where TV4 : IConstInt
     {
         int C = TC.Value, V = TV4.Value, L = S.Count;
@@ -49,6 +50,15 @@ internal static unsafe class ConvMicroKernels
         TV c30 = S.Zero, c31 = S.Zero, c32 = S.Zero, c33 = S.Zero;
         TV c40 = S.Zero, c41 = S.Zero, c42 = S.Zero, c43 = S.Zero;
         TV c50 = S.Zero, c51 = S.Zero, c52 = S.Zero, c53 = S.Zero;
+        if (accumulate)
+        {
+            LoadRow<S, TV, TV4>(output, out c00, out c01, out c02, out c03);
+            if (C > 1) LoadRow<S, TV, TV4>(output + outStride, out c10, out c11, out c12, out c13);
+            if (C > 2) LoadRow<S, TV, TV4>(output + 2 * outStride, out c20, out c21, out c22, out c23);
+            if (C > 3) LoadRow<S, TV, TV4>(output + 3 * outStride, out c30, out c31, out c32, out c33);
+            if (C > 4) LoadRow<S, TV, TV4>(output + 4 * outStride, out c40, out c41, out c42, out c43);
+            if (C > 5) LoadRow<S, TV, TV4>(output + 5 * outStride, out c50, out c51, out c52, out c53);
+        }
         for (int k = 0; k < taps; k++, a += C)
         {
             float* bk = b + off[k];
@@ -108,6 +118,17 @@ internal static unsafe class ConvMicroKernels
         if (C > 3) StoreRow<S, TV, TV4>(output + 3 * outStride, c30, c31, c32, c33);
         if (C > 4) StoreRow<S, TV, TV4>(output + 4 * outStride, c40, c41, c42, c43);
         if (C > 5) StoreRow<S, TV, TV4>(output + 5 * outStride, c50, c51, c52, c53);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadRow<S, TV, TV4>(float* p, out TV v0, out TV v1, out TV v2, out TV v3)
+        where S : IConvSimd<TV> where TV : struct where TV4 : IConstInt
+    {
+        int V = TV4.Value, L = S.Count;
+        v0 = S.Load(p);
+        v1 = V > 1 ? S.Load(p + L) : S.Zero;
+        v2 = V > 2 ? S.Load(p + 2 * L) : S.Zero;
+        v3 = V > 3 ? S.Load(p + 3 * L) : S.Zero;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
