@@ -69,6 +69,9 @@ public enum Conv2dAlgorithm
 
     /// <summary>Direct convolution over a padded, phase-split copy of each image (every shape, every pass).</summary>
     Direct,
+
+    /// <summary>Winograd's F(2x2, 3x3) (3x3 kernels, stride 1, pad at most 2; every pass).</summary>
+    Winograd,
 }
 
 /// <summary>The three passes of a convolution.</summary>
@@ -111,6 +114,7 @@ public static unsafe class Conv2dCpu
         {
             float* bp = bias.IsEmpty ? null : pb;
             if (algorithm == Conv2dAlgorithm.Gemm) GemmForward(s, px, pw, bp, py);
+            else if (algorithm == Conv2dAlgorithm.Winograd) ConvWinogradCpu.Forward(s, px, pw, bp, py);
             else ConvDirectCpu.Forward(s, px, pw, bp, py);
         }
     }
@@ -130,6 +134,7 @@ public static unsafe class Conv2dCpu
         fixed (float* pdy = dy, pw = w, pdx = dx)
         {
             if (algorithm == Conv2dAlgorithm.Gemm) GemmBackwardInput(s, pdy, pw, pdx);
+            else if (algorithm == Conv2dAlgorithm.Winograd) ConvWinogradCpu.BackwardInput(s, pdy, pw, pdx);
             else ConvDirectCpu.BackwardInput(s, pdy, pw, pdx);
         }
     }
@@ -149,9 +154,12 @@ public static unsafe class Conv2dCpu
         Require(s, "dy", dy.Length, s.OutputLength);
         Require(s, "dw", dw.Length, s.WeightLength);
         if (!db.IsEmpty) Require(s, "db", db.Length, s.Cout);
-        Resolve(s, Conv2dPass.BackwardWeight, algorithm);
+        algorithm = Resolve(s, Conv2dPass.BackwardWeight, algorithm);
         fixed (float* px = x, pdy = dy, pdw = dw, pdb = db)
-            ConvDirectCpu.BackwardWeight(s, px, pdy, pdw, db.IsEmpty ? null : pdb);
+        {
+            if (algorithm == Conv2dAlgorithm.Winograd) ConvWinogradCpu.BackwardWeight(s, px, pdy, pdw, db.IsEmpty ? null : pdb);
+            else ConvDirectCpu.BackwardWeight(s, px, pdy, pdw, db.IsEmpty ? null : pdb);
+        }
     }
 
     /// <summary>True when <paramref name="algorithm"/> can run <paramref name="pass"/> of <paramref name="s"/>.</summary>
@@ -159,16 +167,27 @@ public static unsafe class Conv2dCpu
     {
         Conv2dAlgorithm.Auto or Conv2dAlgorithm.Direct => true,
         Conv2dAlgorithm.Gemm => pass != Conv2dPass.BackwardWeight && IsPointwise(s),
+        Conv2dAlgorithm.Winograd => ConvWinogradCpu.Supports(s),
         _ => false,
     };
 
     /// <summary>
-    /// The algorithm <see cref="Conv2dAlgorithm.Auto"/> runs: <see cref="Conv2dAlgorithm.Gemm"/> for the forward
-    /// pass and input gradient of a 1x1, stride 1, pad 0 convolution, <see cref="Conv2dAlgorithm.Direct"/> for
-    /// everything else.
+    /// Fewest input and output channels for which <see cref="Choose"/> takes Winograd: its transforms cost O(C) per
+    /// tile and channel and save O(C²) products, so they pay only with enough channels on both sides.
+    /// </summary>
+    private const int WinogradMinChannels = 16;
+
+    /// <summary>
+    /// The algorithm <see cref="Conv2dAlgorithm.Auto"/> runs: <see cref="Conv2dAlgorithm.Winograd"/> for 3x3,
+    /// stride-1 convolutions with at least 16 input and output channels, <see cref="Conv2dAlgorithm.Gemm"/> for the
+    /// forward pass and input gradient of a 1x1, stride 1, pad 0 convolution, <see cref="Conv2dAlgorithm.Direct"/>
+    /// for everything else.
     /// </summary>
     public static Conv2dAlgorithm Choose(Conv2dShape s, Conv2dPass pass)
-        => pass != Conv2dPass.BackwardWeight && IsPointwise(s) ? Conv2dAlgorithm.Gemm : Conv2dAlgorithm.Direct;
+    {
+        if (ConvWinogradCpu.Supports(s) && s.Cin >= WinogradMinChannels && s.Cout >= WinogradMinChannels) return Conv2dAlgorithm.Winograd;
+        return pass != Conv2dPass.BackwardWeight && IsPointwise(s) ? Conv2dAlgorithm.Gemm : Conv2dAlgorithm.Direct;
+    }
 
     private static bool IsPointwise(in Conv2dShape s) => s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0;
 

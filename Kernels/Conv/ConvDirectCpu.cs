@@ -588,7 +588,7 @@ internal sealed unsafe class ReductionPlan
         }
     }
 
-    private static void ReductionAny<S, TV>(int taps, int vectors, int pixels, int* pix, float* d, int dStride, float* b, int* tap, float* acc)
+    internal static void ReductionAny<S, TV>(int taps, int vectors, int pixels, int* pix, float* d, int dStride, float* b, int* tap, float* acc)
         where S : IConvSimd<TV> where TV : struct
     {
         switch (taps)

@@ -52,7 +52,23 @@ public class Conv2dTests
         new(N: 3, Cin: 4, H: 1, W: 1, Cout: 5, KH: 3, KW: 3, Stride: 1, Pad: 1),
         new(N: 2, Cin: 3, H: 2, W: 2, Cout: 4, KH: 3, KW: 3, Stride: 2, Pad: 1),
         new(N: 1, Cin: 2, H: 3, W: 3, Cout: 2, KH: 3, KW: 3, Stride: 1, Pad: 3),
+        // 3x3 stride 1 with enough channels for the chooser to take Winograd: pad 2, pad 0, odd output sizes
+        // (partial 2x2 tiles), N = 1.
+        new(N: 2, Cin: 17, H: 10, W: 9, Cout: 20, KH: 3, KW: 3, Stride: 1, Pad: 2),
+        new(N: 3, Cin: 16, H: 5, W: 6, Cout: 16, KH: 3, KW: 3, Stride: 1, Pad: 0),
+        new(N: 1, Cin: 24, H: 11, W: 13, Cout: 19, KH: 3, KW: 3, Stride: 1, Pad: 1),
     ];
+
+    /// <summary>True when the call runs Winograd's F(2x2, 3x3) (forced, or chosen by Auto).</summary>
+    private static bool RunsWinograd(Conv2dShape s, Conv2dPass pass, Conv2dAlgorithm algorithm)
+        => algorithm == Conv2dAlgorithm.Winograd || (algorithm == Conv2dAlgorithm.Auto && Conv2dCpu.Choose(s, pass) == Conv2dAlgorithm.Winograd);
+
+    /// <summary>
+    /// Rounding steps on the longest path of a Winograd result beyond its k products: the input and output-gradient
+    /// transforms (2 additions each), the weight transform (one rounding of its double result), the output
+    /// transform (2 additions), the bias and the final rounding; 8 covers them with one to spare.
+    /// </summary>
+    private const int WinogradExtraSteps = 8;
 
     /// <summary>Every (shape, algorithm) pair the algorithm supports, Auto included.</summary>
     private static IEnumerable<TestCaseData> Cases(Conv2dPass pass)
@@ -111,15 +127,18 @@ public class Conv2dTests
         var bias = RandomArray(rng, s.Cout);
         long terms = (long)s.Cin * s.KH * s.KW + 1;
 
+        bool winograd = RunsWinograd(s, Conv2dPass.Forward, algorithm);
+        if (winograd) terms = s.Cin + WinogradExtraSteps;
+
         var y = Garbage(s.OutputLength);
         Conv2dCpu.Forward(s, x, w, bias, y, algorithm);
         var (expected, abs) = Conv2dReference.Forward(s, x, w, bias);
-        AssertClose("y", s, y, expected, abs, terms);
+        AssertClose("y", s, y, expected, winograd ? Conv2dReference.WinogradForwardBound(s, x, w, bias) : abs, terms);
 
         var yNoBias = Garbage(s.OutputLength);
         Conv2dCpu.Forward(s, x, w, [], yNoBias, algorithm);
         (expected, abs) = Conv2dReference.Forward(s, x, w, null);
-        AssertClose("y (no bias)", s, yNoBias, expected, abs, terms);
+        AssertClose("y (no bias)", s, yNoBias, expected, winograd ? Conv2dReference.WinogradForwardBound(s, x, w, null) : abs, terms);
     }
 
     [TestCaseSource(nameof(BackwardInputCases))]
@@ -133,7 +152,16 @@ public class Conv2dTests
 
         var dx = Garbage(s.InputLength);
         Conv2dCpu.BackwardInput(s, dy, w, dx, algorithm);
-        AssertClose("dx", s, dx, r.Dx, r.DxAbs, (long)s.Cout * s.KH * s.KW);
+        if (RunsWinograd(s, Conv2dPass.BackwardInput, algorithm))
+        {
+            // dx is the forward convolution of dy with the flipped, channel-swapped kernel: bounded as a forward.
+            var (t, flipped) = Conv2dReference.InputGradientAsForward(s, w);
+            AssertClose("dx", s, dx, r.Dx, Conv2dReference.WinogradForwardBound(t, dy, flipped, null), s.Cout + WinogradExtraSteps);
+        }
+        else
+        {
+            AssertClose("dx", s, dx, r.Dx, r.DxAbs, (long)s.Cout * s.KH * s.KW);
+        }
     }
 
     [TestCaseSource(nameof(BackwardWeightCases))]
@@ -149,12 +177,20 @@ public class Conv2dTests
         var db = Garbage(s.Cout);
         Conv2dCpu.BackwardWeight(s, x, dy, dw, db, algorithm);
         long pixels = (long)s.N * s.OutH * s.OutW;
-        AssertClose("dw", s, dw, r.Dw, r.DwAbs, pixels);
+        var dwBound = r.DwAbs;
+        long dwTerms = pixels;
+        if (RunsWinograd(s, Conv2dPass.BackwardWeight, algorithm))
+        {
+            // One term per 2x2 tile of every image in each transform-domain sum.
+            dwBound = Conv2dReference.WinogradWeightBound(s, x, dy);
+            dwTerms = (long)s.N * ((s.OutH + 1) / 2) * ((s.OutW + 1) / 2) + WinogradExtraSteps;
+        }
+        AssertClose("dw", s, dw, r.Dw, dwBound, dwTerms);
         AssertClose("db", s, db, r.Db, r.DbAbs, pixels);
 
         var dwOnly = Garbage(s.WeightLength);
         Conv2dCpu.BackwardWeight(s, x, dy, dwOnly, [], algorithm);
-        AssertClose("dw (no db)", s, dwOnly, r.Dw, r.DwAbs, pixels);
+        AssertClose("dw (no db)", s, dwOnly, r.Dw, dwBound, dwTerms);
     }
 
     /// <summary>
@@ -167,6 +203,7 @@ public class Conv2dTests
         new(N: 1, Cin: 5, H: 23, W: 21, Cout: 9, KH: 3, KW: 3, Stride: 1, Pad: 1),
         new(N: 3, Cin: 7, H: 12, W: 10, Cout: 6, KH: 3, KW: 3, Stride: 2, Pad: 1),
         new(N: 4, Cin: 6, H: 9, W: 9, Cout: 3, KH: 3, KW: 3, Stride: 1, Pad: 1),
+        new(N: 3, Cin: 18, H: 13, W: 12, Cout: 17, KH: 3, KW: 3, Stride: 1, Pad: 1),
     ];
 
     private static IEnumerable<TestCaseData> ThreadCases()
