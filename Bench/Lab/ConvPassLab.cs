@@ -64,6 +64,7 @@ internal static class ConvPassLab
             {
                 case "strip": ProductPlan.StripTiles = value; break;
                 case "slice": ProductPlan.SliceFloats = value; break;
+                case "wstrip": ConvWinogradCpu.StripFloats = value; break;
                 default: throw new ArgumentException($"lab conv: unknown setting {name}");
             }
         }

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using DiffusionCore.Kernels.Cpu;
 
@@ -571,17 +572,9 @@ internal sealed unsafe class ReductionPlan
             float* dst = dyT + (long)b * Pixels * CoTile;
             float* src = dy + ((long)(n0 + b) * s.Cout + co0) * Pixels;
             dyRange.Check("Conv2d dy transpose", src, (long)rows * Pixels);
-            for (int c = 0; c < rows; c++)
-            {
-                float* row = src + (long)c * Pixels;
-                float sum = 0;
-                for (int p = 0; p < Pixels; p++)
-                {
-                    dst[(long)p * CoTile + c] = row[p];
-                    sum += row[p];
-                }
-                if (!sums.IsEmpty) sums[c] += sum;
-            }
+            ConvTranspose.Transpose(src, Pixels, rows, Pixels, dst, CoTile);
+            if (!sums.IsEmpty)
+                for (int c = 0; c < rows; c++) sums[c] += TensorPrimitives.Sum(new ReadOnlySpan<float>(src + (long)c * Pixels, Pixels));
             for (int c = rows; c < CoTile; c++)
                 for (int p = 0; p < Pixels; p++)
                     dst[(long)p * CoTile + c] = 0f;

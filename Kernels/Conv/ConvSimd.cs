@@ -238,3 +238,99 @@ internal static class ConvIsaChoice
         : Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported ? ConvIsa.Avx2
         : ConvIsa.Vector128;
 }
+
+/// <summary>
+/// Matrix transposes for the layout changes of the convolutions (dy to pixel-major): 8x8 blocks in ymm registers
+/// with AVX2, 4x4 blocks in 128-bit registers with SSE or AdvSimd, the scalar loop for the edges.
+/// </summary>
+internal static unsafe class ConvTranspose
+{
+    /// <summary>dst[c · dstStride + r] = src[r · srcStride + c] for r &lt; rows, c &lt; cols.</summary>
+    public static void Transpose(float* src, long srcStride, int rows, int cols, float* dst, long dstStride)
+    {
+        int block = Avx2.IsSupported ? 8 : Sse.IsSupported || AdvSimd.Arm64.IsSupported ? 4 : 1;
+        int r0 = 0;
+        if (block > 1)
+        {
+            for (; r0 <= rows - block; r0 += block)
+            {
+                int c0 = 0;
+                for (; c0 <= cols - block; c0 += block)
+                {
+                    float* s = src + r0 * srcStride + c0;
+                    float* d = dst + c0 * dstStride + r0;
+                    if (block == 8) Block8(s, srcStride, d, dstStride);
+                    else Block4(s, srcStride, d, dstStride);
+                }
+                Scalar(src, srcStride, r0, r0 + block, c0, cols, dst, dstStride);
+            }
+        }
+        Scalar(src, srcStride, r0, rows, 0, cols, dst, dstStride);
+    }
+
+    private static void Scalar(float* src, long srcStride, int r0, int r1, int c0, int c1, float* dst, long dstStride)
+    {
+        for (int r = r0; r < r1; r++)
+            for (int c = c0; c < c1; c++)
+                dst[c * dstStride + r] = src[r * srcStride + c];
+    }
+
+    private static void Block8(float* s, long ss, float* d, long ds)
+    {
+        // Interleave pairs of rows (unpck), then pairs of pairs (shufps), then swap 128-bit halves (vperm2f128).
+        var t0 = Avx.UnpackLow(Avx.LoadVector256(s), Avx.LoadVector256(s + ss));
+        var t1 = Avx.UnpackHigh(Avx.LoadVector256(s), Avx.LoadVector256(s + ss));
+        var t2 = Avx.UnpackLow(Avx.LoadVector256(s + 2 * ss), Avx.LoadVector256(s + 3 * ss));
+        var t3 = Avx.UnpackHigh(Avx.LoadVector256(s + 2 * ss), Avx.LoadVector256(s + 3 * ss));
+        var t4 = Avx.UnpackLow(Avx.LoadVector256(s + 4 * ss), Avx.LoadVector256(s + 5 * ss));
+        var t5 = Avx.UnpackHigh(Avx.LoadVector256(s + 4 * ss), Avx.LoadVector256(s + 5 * ss));
+        var t6 = Avx.UnpackLow(Avx.LoadVector256(s + 6 * ss), Avx.LoadVector256(s + 7 * ss));
+        var t7 = Avx.UnpackHigh(Avx.LoadVector256(s + 6 * ss), Avx.LoadVector256(s + 7 * ss));
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(d + ds, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * ds, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(d + 3 * ds, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * ds, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(d + 5 * ds, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * ds, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(d + 7 * ds, Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    private static void Block4(float* s, long ss, float* d, long ds)
+    {
+        var r0 = Vector128.Load(s);
+        var r1 = Vector128.Load(s + ss);
+        var r2 = Vector128.Load(s + 2 * ss);
+        var r3 = Vector128.Load(s + 3 * ss);
+        if (Sse.IsSupported)
+        {
+            var t0 = Sse.UnpackLow(r0, r1);
+            var t1 = Sse.UnpackHigh(r0, r1);
+            var t2 = Sse.UnpackLow(r2, r3);
+            var t3 = Sse.UnpackHigh(r2, r3);
+            Sse.MoveLowToHigh(t0, t2).Store(d);
+            Sse.MoveHighToLow(t2, t0).Store(d + ds);
+            Sse.MoveLowToHigh(t1, t3).Store(d + 2 * ds);
+            Sse.MoveHighToLow(t3, t1).Store(d + 3 * ds);
+        }
+        else
+        {
+            var t0 = AdvSimd.Arm64.ZipLow(r0, r1);
+            var t1 = AdvSimd.Arm64.ZipHigh(r0, r1);
+            var t2 = AdvSimd.Arm64.ZipLow(r2, r3);
+            var t3 = AdvSimd.Arm64.ZipHigh(r2, r3);
+            AdvSimd.Arm64.ZipLow(t0.AsDouble(), t2.AsDouble()).AsSingle().Store(d);
+            AdvSimd.Arm64.ZipHigh(t0.AsDouble(), t2.AsDouble()).AsSingle().Store(d + ds);
+            AdvSimd.Arm64.ZipLow(t1.AsDouble(), t3.AsDouble()).AsSingle().Store(d + 2 * ds);
+            AdvSimd.Arm64.ZipHigh(t1.AsDouble(), t3.AsDouble()).AsSingle().Store(d + 3 * ds);
+        }
+    }
+}

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using DiffusionCore.Kernels.Cpu;
@@ -337,10 +338,10 @@ internal static unsafe class ConvWinogradCpu
     }
 
     /// <summary>
-    /// Weight gradient, in three passes: (1) dy transposed to dyᵀ[n][pixel][co] (output channels padded to whole
-    /// tiles), db summed on the way, split by output channels; (2) ∂L/∂U[ξ][co][ci] = Σ_{n, tiles} ∂L/∂M ⊙ V,
-    /// split by (row a of ξ = 4a + b, tile of output channels), each thread transforming the input rows of its a
-    /// and the dy tiles of its channels strip by strip; (3) dw = Gᵀ (∂L/∂U) G.
+    /// Weight gradient, in two passes: (1) ∂L/∂U[ξ][co][ci] = Σ_{n, tiles} ∂L/∂M ⊙ V, split by (group of input
+    /// channels, tile of output channels), each thread filling the grid of its input channels and transposing the
+    /// dy of its output channels (dyᵀ[pixel][co], db summed on the way) image by image, then per strip of tiles and
+    /// per row a of ξ = 4a + b transforming both and running the reductions; (2) dw = Gᵀ (∂L/∂U) G.
     /// </summary>
     private static void WeightGradient<S, TV>(Conv2dShape s, float* x, float* dy, float* dw, float* db)
         where S : IConvSimd<TV> where TV : struct
@@ -348,12 +349,13 @@ internal static unsafe class ConvWinogradCpu
         int L = S.Count, outH = s.OutH, outW = s.OutW, pixels = outH * outW, cin = s.Cin, cout = s.Cout;
         var tiling = new Tiling(cin, s.H, s.W, s.Pad, outH, outW, L);
         int coTile = cout <= L ? L : S.ReductionVectors * L;
-        int coTiles = (cout + coTile - 1) / coTile, coPad = coTiles * coTile;
-        int stripLength = Math.Clamp(StripFloats / (4 * (cin + coPad)) / L * L, L, tiling.Padded);
-        int strips = (tiling.Padded + stripLength - 1) / stripLength;
+        int coTiles = (cout + coTile - 1) / coTile;
+        int threads = CpuParallel.Threads;
+        int groups = coTiles >= threads ? 1 : Math.Min(cin, (threads + coTiles - 1) / coTiles);
+        int maxGroup = (cin + groups - 1) / groups;
+        int stripLength = Math.Clamp(StripFloats / (4 * (maxGroup + coTiles * coTile)) / L * L, L, tiling.Padded);
 
-        float* dyT = ConvScratch.Get(ConvScratchSlot.SharedGrid, (long)s.N * pixels * coPad);
-        float* dU = ConvScratch.Get(ConvScratchSlot.Accumulators, (long)Xi * coPad * cin);
+        float* dU = ConvScratch.Get(ConvScratchSlot.Accumulators, (long)Xi * coTiles * coTile * cin);
         int* tables = (int*)ConvScratch.Get(ConvScratchSlot.Tables, cin + stripLength + 16);
         int* tapOffsets = tables, pix = tables + (cin + 15) / 16 * 16;
         for (int ci = 0; ci < cin; ci++) tapOffsets[ci] = ci * stripLength;
@@ -361,92 +363,79 @@ internal static unsafe class ConvWinogradCpu
         long imageIn = (long)cin * s.H * s.W, imageOut = (long)cout * pixels;
         var xRange = new PointerRange<float>(x, s.N * imageIn, "x");
         var dyRange = new PointerRange<float>(dy, s.N * imageOut, "dy");
-        var dyTRange = new PointerRange<float>(dyT, (long)s.N * pixels * coPad, "dyT");
-        var dURange = new PointerRange<float>(dU, (long)Xi * coPad * cin, "dU");
-
-        // (1) dyᵀ and db, by tiles of output channels; the sums run over the images in order.
-        CpuParallel.For(coTiles, 1, (t0, t1) =>
-        {
-            for (long t = t0; t < t1; t++)
-            {
-                int c0 = (int)t * coTile;
-                for (int c = c0; c < c0 + coTile; c++)
-                {
-                    double sum = 0;
-                    for (int n = 0; n < s.N; n++)
-                    {
-                        float* dst = dyT + (long)n * pixels * coPad + c;
-                        dyTRange.CheckRows("Conv2d Winograd dy transpose", dst, pixels, 1, coPad);
-                        if (c >= cout)
-                        {
-                            for (int p = 0; p < pixels; p++) dst[(long)p * coPad] = 0f;
-                            continue;
-                        }
-                        float* src = dy + ((long)n * cout + c) * pixels;
-                        dyRange.Check("Conv2d Winograd dy transpose", src, pixels);
-                        float rowSum = 0;
-                        for (int p = 0; p < pixels; p++)
-                        {
-                            dst[(long)p * coPad] = src[p];
-                            rowSum += src[p];
-                        }
-                        sum += rowSum;
-                    }
-                    if (db != null && c < cout) db[c] = (float)sum;
-                }
-            }
-        });
-
-        // (2) The 16 reductions, by (a, tile of output channels), a-major.
+        var dURange = new PointerRange<float>(dU, (long)Xi * coTiles * coTile * cin, "dU");
         int J = S.ReductionTaps;
-        CpuParallel.For(4L * coTiles, 1, (i0, i1) =>
+
+        // (1) Items group-major: a thread's range is a run of output tiles in each of one or more groups.
+        CpuParallel.For((long)groups * coTiles, 1, (i0, i1) =>
         {
-            float* grid = ConvScratch.Get(ConvScratchSlot.Grid, tiling.Grid.Floats);
-            float* work = ConvScratch.Get(ConvScratchSlot.Transform, 4L * (cin + coPad) * stripLength);
-            var gridRange = new PointerRange<float>(grid, tiling.Grid.Floats, "Winograd grid");
             var g = tiling.Grid;
-            for (int a = (int)(i0 / coTiles); a <= (int)((i1 - 1) / coTiles); a++)
+            float* grid = ConvScratch.Get(ConvScratchSlot.Grid, g.Floats);
+            long dyTFloats = (long)pixels * coTiles * coTile;
+            float* dyT = ConvScratch.Get(ConvScratchSlot.Output, dyTFloats);
+            float* work = ConvScratch.Get(ConvScratchSlot.Transform, 4L * (maxGroup + coTiles * coTile) * stripLength);
+            var gridRange = new PointerRange<float>(grid, g.Floats, "Winograd grid");
+            var dyTRange = new PointerRange<float>(dyT, dyTFloats, "dyT");
+            Span<double> biasSums = db == null ? default : new double[coTiles * coTile];
+            for (int group = (int)(i0 / coTiles); group <= (int)((i1 - 1) / coTiles); group++)
             {
-                int t0 = a == i0 / coTiles ? (int)(i0 % coTiles) : 0;
-                int t1 = a == (i1 - 1) / coTiles ? (int)((i1 - 1) % coTiles) + 1 : coTiles;
-                int width = (t1 - t0) * coTile;
-                float* v = work, dm = work + 4L * cin * stripLength;
-                for (int b = 0; b < 4; b++)
+                int t0 = group == i0 / coTiles ? (int)(i0 % coTiles) : 0;
+                int t1 = group == (i1 - 1) / coTiles ? (int)((i1 - 1) % coTiles) + 1 : coTiles;
+                int ci0 = (int)((long)cin * group / groups), ci1 = (int)((long)cin * (group + 1) / groups), channels = ci1 - ci0;
+                int co0 = t0 * coTile, co1 = Math.Min(cout, t1 * coTile), width = (t1 - t0) * coTile;
+                bool sums = db != null && group == 0;
+                float* v = work, dm = work + 4L * channels * stripLength;
+                for (int xi = 0; xi < Xi; xi++)
                     for (int t = t0; t < t1; t++)
-                        new Span<float>(dU + ((long)(4 * a + b) * coTiles + t) * cin * coTile, cin * coTile).Clear();
+                        new Span<float>(dU + (((long)xi * coTiles + t) * cin + ci0) * coTile, channels * coTile).Clear();
+                // The padded channels of the last tile stay zero in dyᵀ.
+                if (co1 - co0 < width)
+                    for (int p = 0; p < pixels; p++) new Span<float>(dyT + (long)p * width + (co1 - co0), width - (co1 - co0)).Clear();
                 for (int n = 0; n < s.N; n++)
                 {
                     xRange.Check("Conv2d Winograd grid fill", x + n * imageIn, imageIn);
-                    g.Fill<S, TV>(x + n * imageIn, grid, 0, cin, gridRange);
-                    float* dyTn = dyT + (long)n * pixels * coPad + t0 * coTile;
+                    g.Fill<S, TV>(x + n * imageIn, grid, ci0, ci1, gridRange);
+                    float* dyn = dy + ((long)n * cout + co0) * pixels;
+                    dyRange.Check("Conv2d Winograd dy transpose", dyn, (long)(co1 - co0) * pixels);
+                    dyTRange.CheckRows("Conv2d Winograd dy transpose", dyT, pixels, co1 - co0, width);
+                    ConvTranspose.Transpose(dyn, pixels, co1 - co0, pixels, dyT, width);
+                    if (sums)
+                        for (int c = co0; c < co1; c++)
+                            biasSums[c] += TensorPrimitives.Sum(new ReadOnlySpan<float>(dyn + (long)(c - co0) * pixels, pixels));
                     for (int q0 = 0; q0 < tiling.Padded; q0 += stripLength)
                     {
                         int length = Math.Min(stripLength, tiling.Padded - q0);
-                        gridRange.Check("Conv2d Winograd input transform", grid + q0, (long)(cin - 1) * g.ChannelFloats + 3L * g.PhaseFloats + g.Wq + 1 + length);
-                        for (int ci = 0; ci < cin; ci++)
-                            InputTransformRow<S, TV>(grid + (long)ci * g.ChannelFloats + q0, g.PhaseFloats, g.Wq, a, v + (long)ci * stripLength, (long)cin * stripLength, length);
-                        OutputGradientTransform<S, TV>(tiling, dyTn, coPad, outH, outW, a, q0, length, width, dm, (long)stripLength * width);
-                        for (int b = 0; b < 4; b++)
+                        float* g0 = grid + (long)ci0 * g.ChannelFloats + q0;
+                        gridRange.Check("Conv2d Winograd input transform", g0, (long)(channels - 1) * g.ChannelFloats + 3L * g.PhaseFloats + g.Wq + 1 + length);
+                        for (int a = 0; a < 4; a++)
                         {
-                            int xi = 4 * a + b;
-                            for (int t = t0; t < t1; t++)
+                            for (int ci = 0; ci < channels; ci++)
+                                InputTransformRow<S, TV>(g0 + (long)ci * g.ChannelFloats, g.PhaseFloats, g.Wq, a, v + (long)ci * stripLength, (long)channels * stripLength, length);
+                            OutputGradientTransform<S, TV>(tiling, dyT, width, outH, outW, a, q0, length, width, dm, (long)stripLength * width);
+                            for (int b = 0; b < 4; b++)
                             {
-                                float* d = dm + (long)b * stripLength * width + (t - t0) * coTile;
-                                for (int ci0 = 0; ci0 < cin; ci0 += J)
+                                int xi = 4 * a + b;
+                                for (int t = t0; t < t1; t++)
                                 {
-                                    int j = Math.Min(J, cin - ci0);
-                                    float* acc = dU + (((long)xi * coTiles + t) * cin + ci0) * coTile;
-                                    dURange.Check("Conv2d Winograd weight-gradient reduction", acc, (long)j * coTile);
-                                    ReductionPlan.ReductionAny<S, TV>(j, coTile / L, length, pix, d, width, v + (long)b * cin * stripLength, tapOffsets + ci0, acc);
+                                    float* d = dm + (long)b * stripLength * width + (t - t0) * coTile;
+                                    for (int c = 0; c < channels; c += J)
+                                    {
+                                        int j = Math.Min(J, channels - c);
+                                        float* acc = dU + (((long)xi * coTiles + t) * cin + ci0 + c) * coTile;
+                                        dURange.Check("Conv2d Winograd weight-gradient reduction", acc, (long)j * coTile);
+                                        ReductionPlan.ReductionAny<S, TV>(j, coTile / L, length, pix, d, width, v + (long)b * channels * stripLength, tapOffsets + c, acc);
+                                    }
                                 }
                             }
                         }
                     }
                 }
+                if (sums)
+                    for (int c = co0; c < co1; c++) db[c] = (float)biasSums[c];
             }
         });
 
-        // (3) dw[co, ci] = Gᵀ dU[co, ci] G, with dU[ξ] at dU[ξ][tile][ci][co in tile].
+        // (2) dw[co, ci] = Gᵀ dU[co, ci] G, with dU[ξ] at dU[ξ][tile][ci][co in tile].
         var dwRange = new PointerRange<float>(dw, s.WeightLength, "dw");
         CpuParallel.For(cout, 1, (c0, c1) =>
         {
