@@ -72,6 +72,12 @@ public enum Conv2dAlgorithm
 
     /// <summary>Winograd's F(2x2, 3x3) (3x3 kernels, stride 1, pad at most 2; every pass).</summary>
     Winograd,
+
+    /// <summary>
+    /// Direct convolution with the output channels in vectors and input pixels broadcast: no position of the
+    /// padded grid computed and dropped (forward only).
+    /// </summary>
+    DirectChannels,
 }
 
 /// <summary>The three passes of a convolution.</summary>
@@ -115,6 +121,7 @@ public static unsafe class Conv2dCpu
             float* bp = bias.IsEmpty ? null : pb;
             if (algorithm == Conv2dAlgorithm.Gemm) GemmForward(s, px, pw, bp, py);
             else if (algorithm == Conv2dAlgorithm.Winograd) ConvWinogradCpu.Forward(s, px, pw, bp, py);
+            else if (algorithm == Conv2dAlgorithm.DirectChannels) ConvChannelsCpu.Forward(s, px, pw, bp, py);
             else ConvDirectCpu.Forward(s, px, pw, bp, py);
         }
     }
@@ -168,6 +175,7 @@ public static unsafe class Conv2dCpu
         Conv2dAlgorithm.Auto or Conv2dAlgorithm.Direct => true,
         Conv2dAlgorithm.Gemm => pass != Conv2dPass.BackwardWeight && IsPointwise(s),
         Conv2dAlgorithm.Winograd => ConvWinogradCpu.Supports(s),
+        Conv2dAlgorithm.DirectChannels => pass == Conv2dPass.Forward,
         _ => false,
     };
 
@@ -180,13 +188,17 @@ public static unsafe class Conv2dCpu
     /// <summary>
     /// The algorithm <see cref="Conv2dAlgorithm.Auto"/> runs: <see cref="Conv2dAlgorithm.Winograd"/> for 3x3,
     /// stride-1 convolutions with at least 16 input and output channels, <see cref="Conv2dAlgorithm.Gemm"/> for the
-    /// forward pass and input gradient of a 1x1, stride 1, pad 0 convolution, <see cref="Conv2dAlgorithm.Direct"/>
-    /// for everything else.
+    /// forward pass and input gradient of a 1x1, stride 1, pad 0 convolution; for the other forward passes
+    /// <see cref="Conv2dAlgorithm.DirectChannels"/> where the positions-in-vectors grid would compute at least 8% more
+    /// positions than there are output pixels (beyond what rounding Cout up to vector tiles costs it, e.g. a stride-2
+    /// 3x3 convolution of a 16x16 image: 9 positions per 8 pixels); <see cref="Conv2dAlgorithm.Direct"/> for
+    /// everything else.
     /// </summary>
     public static Conv2dAlgorithm Choose(Conv2dShape s, Conv2dPass pass)
     {
         if (ConvWinogradCpu.Supports(s) && s.Cin >= WinogradMinChannels && s.Cout >= WinogradMinChannels) return Conv2dAlgorithm.Winograd;
-        return pass != Conv2dPass.BackwardWeight && IsPointwise(s) ? Conv2dAlgorithm.Gemm : Conv2dAlgorithm.Direct;
+        if (pass != Conv2dPass.BackwardWeight && IsPointwise(s)) return Conv2dAlgorithm.Gemm;
+        return pass == Conv2dPass.Forward && ConvChannelsCpu.Prefer(s) ? Conv2dAlgorithm.DirectChannels : Conv2dAlgorithm.Direct;
     }
 
     private static bool IsPointwise(in Conv2dShape s) => s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.Pad == 0;

@@ -155,9 +155,13 @@ internal static unsafe class ConvDirectCpu
                             }
                 }
                 int vectors = (ah.Extent * wq + L - 1) / L;
-                plan.Phases[rh * st + rw] = new ProductPhase(taps, off, packed, ah.Extent, aw.Extent, vectors, rh * s.W + rw, st * s.W, st);
+                // Stride 1 writes dx directly; a stride-S phase writes its own plane, merged into dx afterwards.
+                plan.Phases[rh * st + rw] = st == 1
+                    ? new ProductPhase(taps, off, packed, ah.Extent, aw.Extent, vectors, 0, s.W, 1)
+                    : new ProductPhase(taps, off, packed, ah.Extent, aw.Extent, vectors, (rh * st + rw) * rowsOf[0].Extent * colsOf[0].Extent, colsOf[0].Extent, 1);
             }
         }
+        if (st > 1) plan.MergePhases(st, s.H, s.W, rowsOf[0].Extent, colsOf[0].Extent);
         plan.Run<S, TV>(dy, (long)s.Cout * outH * outW, dx, (long)s.Cin * s.H * s.W, s.H * s.W, null);
     }
 
@@ -259,6 +263,50 @@ internal sealed unsafe class ProductPlan
         _weights = ConvScratch.Get(ConvScratchSlot.Weights, _weightCapacity);
     }
 
+    private int _mergeStride, _mergeH, _mergeW, _phaseH, _phaseW;
+
+    /// <summary>
+    /// Makes the phases write S x S (<paramref name="stride"/>) phase planes of <paramref name="phaseH"/> x <paramref name="phaseW"/> per output
+    /// channel (phase (rh, rw) the plane rh S + rw, dense rows), which <see cref="Run{S, TV}"/> then merges into the
+    /// <paramref name="h"/> x <paramref name="w"/> output planes: out[S a + rh, S b + rw] = phase(rh, rw)[a, b]. The
+    /// products then store whole rows, and the merge interleaves them in vectors, instead of each phase storing
+    /// every S-th float.
+    /// </summary>
+    public void MergePhases(int stride, int h, int w, int phaseH, int phaseW)
+    {
+        _mergeStride = stride;
+        _mergeH = h;
+        _mergeW = w;
+        _phaseH = phaseH;
+        _phaseW = phaseW;
+    }
+
+    private void Merge<S, TV>(float* phases, float* output, int c0, int c1, in PointerRange<float> outRange) where S : IConvSimd<TV> where TV : struct
+    {
+        int st = _mergeStride;
+        long plane = (long)_phaseH * _phaseW;
+        for (int c = c0; c < c1; c++)
+        {
+            float* src = phases + (long)c * st * st * plane;
+            float* dst = output + (long)c * _mergeH * _mergeW;
+            outRange.Check("Conv2d phase merge", dst, (long)_mergeH * _mergeW);
+            for (int row = 0; row < _mergeH; row++)
+            {
+                int rh = row % st, a = row / st;
+                float* d = dst + (long)row * _mergeW;
+                float* p = src + rh * st * plane + (long)a * _phaseW;
+                int col = 0;
+                if (st == 2)
+                {
+                    float* q = p + plane;
+                    for (; col <= _mergeW - 2 * S.Count; col += 2 * S.Count)
+                        S.StoreInterleave(S.Load(p + col / 2), S.Load(q + col / 2), d + col);
+                }
+                for (; col < _mergeW; col++) d[col] = p[(col % st) * plane + col / st];
+            }
+        }
+    }
+
     /// <summary>The next <paramref name="taps"/> ints of the tap tables (16-aligned).</summary>
     public int* AllocateOffsets(int taps)
     {
@@ -291,6 +339,9 @@ internal sealed unsafe class ProductPlan
         var inRange = new PointerRange<float>(input, N * inputImage, "conv input");
         var outRange = new PointerRange<float>(output, N * outputImage, "conv output");
         int tiles = (OutChannels + Rows - 1) / Rows;
+        bool merge = _mergeW > 0;
+        long phaseImage = merge ? (long)OutChannels * Phases.Length * _phaseH * _phaseW : 0;
+        long targetPlane = merge ? (long)Phases.Length * _phaseH * _phaseW : outputPlane;
         bool wholeImages = threads == 1 || (N >= threads && (N % threads == 0 || N >= ItemsPerThread * threads));
         if (wholeImages)
         {
@@ -298,15 +349,19 @@ internal sealed unsafe class ProductPlan
             {
                 float* grid = ConvScratch.Get(ConvScratchSlot.Grid, Grid.Floats);
                 float* buffer = ConvScratch.Get(ConvScratchSlot.Output, (long)tiles * Rows * stripVectors * L);
+                float* phases = merge ? ConvScratch.Get(ConvScratchSlot.Phases, phaseImage) : null;
                 var gridRange = new PointerRange<float>(grid, Grid.Floats, "conv grid");
+                var phaseRange = new PointerRange<float>(phases, phaseImage, "conv phase planes");
                 for (long n = n0; n < n1; n++)
                 {
                     inRange.Check("Conv2d grid fill", input + n * inputImage, inputImage);
                     Grid.Fill<S, TV>(input + n * inputImage, grid, 0, Grid.Channels, gridRange);
+                    float* target = merge ? phases : output + n * outputImage;
                     foreach (var ph in Phases)
                         for (int v0 = 0; v0 < ph.Vectors; v0 += stripVectors)
                             Strip<S, TV>(ph, grid, gridRange, buffer, 0, OutChannels, v0, Math.Min(ph.Vectors, v0 + stripVectors),
-                                output + n * outputImage, outRange, outputPlane, bias);
+                                target, merge ? phaseRange : outRange, targetPlane, bias);
+                    if (merge) Merge<S, TV>(phases, output + n * outputImage, 0, OutChannels, outRange);
                 }
             });
             return;
@@ -331,6 +386,8 @@ internal sealed unsafe class ProductPlan
         foreach (var ph in Phases) maxStrips = Math.Max(maxStrips, (ph.Vectors + stripVectors - 1) / stripVectors);
         long perGroup = (long)N * Phases.Length * maxStrips;
         int groups = (int)Math.Clamp((ItemsPerThread * threads + perGroup - 1) / perGroup, 1, tiles);
+        float* shared = merge ? ConvScratch.Get(ConvScratchSlot.SharedPhases, N * phaseImage) : null;
+        var sharedRange = new PointerRange<float>(shared, N * phaseImage, "conv phase planes");
         CpuParallel.For(perGroup * groups, 1, (i0, i1) =>
         {
             float* buffer = ConvScratch.Get(ConvScratchSlot.Output, (long)tiles * Rows * stripVectors * L);
@@ -347,7 +404,18 @@ internal sealed unsafe class ProductPlan
                 int c0 = (int)((long)tiles * group / groups) * Rows, c1 = Math.Min(OutChannels, (int)((long)tiles * (group + 1) / groups) * Rows);
                 if (c1 > c0)
                     Strip<S, TV>(ph, grids + n * Grid.Floats, gridsRange, buffer, c0, c1, v0, Math.Min(ph.Vectors, v0 + stripVectors),
-                        output + n * outputImage, outRange, outputPlane, bias);
+                        merge ? shared + n * phaseImage : output + n * outputImage, merge ? sharedRange : outRange, targetPlane, bias);
+            }
+        });
+        if (!merge) return;
+        int mergeChunks = (OutChannels + FillChannels - 1) / FillChannels;
+        CpuParallel.For((long)N * mergeChunks, 1, (i0, i1) =>
+        {
+            for (long i = i0; i < i1; i++)
+            {
+                long n = i / mergeChunks;
+                int c0 = (int)(i % mergeChunks) * FillChannels;
+                Merge<S, TV>(shared + n * phaseImage, output + n * outputImage, c0, Math.Min(OutChannels, c0 + FillChannels), outRange);
             }
         });
     }

@@ -96,7 +96,7 @@ internal readonly unsafe struct ConvGrid
                     float* row = dst + ph * s * PhaseFloats + a * Wq;
                     if ((uint)r >= (uint)H)
                     {
-                        for (int pw = 0; pw < s; pw++) Zero(row + pw * PhaseFloats, Wq);
+                        for (int pw = 0; pw < s; pw++) Zero<S, TV>(row + pw * PhaseFloats, Wq);
                         continue;
                     }
                     float* srcRow = src + (long)r * W;
@@ -109,7 +109,7 @@ internal readonly unsafe struct ConvGrid
         {
             long used = (long)Channels * ChannelFloats;
             gridRange.Check("Conv2d grid guard", grid + used, Floats - used);
-            Zero(grid + used, (int)(Floats - used));
+            Zero<S, TV>(grid + used, (int)(Floats - used));
         }
     }
 
@@ -124,12 +124,12 @@ internal readonly unsafe struct ConvGrid
     private void FillRow1<S, TV>(float* src, float* dst) where S : IConvSimd<TV> where TV : struct
     {
         var (lo, hi) = ValidColumns();
-        Zero(dst, lo);
+        Zero<S, TV>(dst, lo);
         float* from = src - PadLeft;
         int i = lo;
         for (; i <= hi - S.Count; i += S.Count) S.Store(S.Load(from + i), dst + i);
         for (; i < hi; i++) dst[i] = from[i];
-        Zero(dst + hi, Wq - hi);
+        Zero<S, TV>(dst + hi, Wq - hi);
     }
 
     /// <summary>Floats of the padded row <see cref="FillRowPhases{S, TV}"/> builds (S Wq, plus a vector pair of slack).</summary>
@@ -144,12 +144,12 @@ internal readonly unsafe struct ConvGrid
     {
         int s = Stride, length = s * Wq;
         int lo = Math.Clamp(PadLeft, 0, length), hi = Math.Clamp(W + PadLeft, lo, length);
-        Zero(padded, lo);
+        Zero<S, TV>(padded, lo);
         float* from = src - PadLeft;
         int i = lo;
         for (; i <= hi - S.Count; i += S.Count) S.Store(S.Load(from + i), padded + i);
         for (; i < hi; i++) padded[i] = from[i];
-        Zero(padded + hi, length - hi);
+        Zero<S, TV>(padded + hi, length - hi);
         if (s == 2)
         {
             float* odd = dst + PhaseFloats;
@@ -174,9 +174,12 @@ internal readonly unsafe struct ConvGrid
         }
     }
 
-    private static void Zero(float* p, int n)
+    /// <summary>Zeroes n floats inline: the runs here are mostly a few floats long, too short for Span.Clear's call.</summary>
+    private static void Zero<S, TV>(float* p, int n) where S : IConvSimd<TV> where TV : struct
     {
-        if (n > 0) new Span<float>(p, n).Clear();
+        int i = 0;
+        for (; i <= n - S.Count; i += S.Count) S.Store(S.Zero, p + i);
+        for (; i < n; i++) p[i] = 0f;
     }
 
     public static int FloorDiv(int a, int b) => a >= 0 ? a / b : -((-a + b - 1) / b);

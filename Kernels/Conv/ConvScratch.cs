@@ -25,6 +25,12 @@ internal enum ConvScratchSlot
 
     /// <summary>Transformed operands (Winograd).</summary>
     Transform,
+
+    /// <summary>Phase planes of the outputs of all images, shared by all threads of a call (the calling thread's).</summary>
+    SharedPhases,
+
+    /// <summary>A worker's phase planes of one output image.</summary>
+    Phases,
 }
 
 /// <summary>
