@@ -7,7 +7,7 @@ diffusion: score-based generative modelling in .NET
 usage: diffusion <command> [options]
 
 commands:
-{DemoCommand.Usage}{TrainCommand.Usage}{SampleCommand.Usage}{LikelihoodCommand.Usage}{TrainClassifierCommand.Usage}  help     this text
+{DemoCommand.Usage}{TrainCommand.Usage}{SampleCommand.Usage}{LikelihoodCommand.Usage}{EvaluateCommand.Usage}{TrainClassifierCommand.Usage}  help     this text
 """;
 
 if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
@@ -30,6 +30,7 @@ try
         "train" => TrainCommand.Run(options, cancel.Token),
         "sample" => SampleCommand.Run(options, cancel.Token),
         "likelihood" => LikelihoodCommand.Run(options, cancel.Token),
+        "evaluate" => EvaluateCommand.Run(options, cancel.Token),
         "train-classifier" => TrainClassifierCommand.Run(options, cancel.Token),
         _ => throw new UsageException($"unknown command '{args[0]}'; run 'diffusion help'"),
     };
