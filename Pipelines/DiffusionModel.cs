@@ -100,23 +100,21 @@ public sealed class DiffusionModel
     /// file has them and <paramref name="preferEma"/> is set, else the raw weights. The network is put in evaluation mode.
     /// </summary>
     /// <exception cref="FileNotFoundException">There is no file at <paramref name="path"/>.</exception>
-    /// <exception cref="CheckpointException">The file is no readable DiffusionCore checkpoint: not safetensors, cut short, a
-    /// config that is missing, unreadable or names an unknown model, weights that do not fit it or are not finite.</exception>
+    /// <exception cref="SafeTensorsException">The file is not valid safetensors (e.g. cut short); the message names it.</exception>
+    /// <exception cref="CheckpointException">The file is no usable DiffusionCore checkpoint: a config that is missing, unreadable
+    /// or names an unknown model, weights that do not fit it or are not finite.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be read (permissions, or a directory).</exception>
     public static DiffusionModel Load(string path, Device? device = null, bool preferEma = true)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (Directory.Exists(path)) throw new CheckpointException(path, ["this is a directory, not a checkpoint file"]);
         if (!File.Exists(path)) throw new FileNotFoundException($"no checkpoint at '{path}'", path);
-        SafeTensorsFile file;
-        try { file = SafeTensors.Load(path); }
-        catch (SafeTensorsException e) { throw new CheckpointException(path, [e.Message]); }
+        var file = SafeTensors.Load(path);
         var config = ReadConfig(file.Metadata, path);
         // The weights are overwritten by the checkpoint's; the seed only fixes the throwaway initial draw.
         var model = Create(config, new Generator(0), device);
         bool ema = preferEma && Checkpoint.HasEma(file);
-        try { Checkpoint.LoadWeights(path, model.Network, ema); }
-        catch (SafeTensorsException e) { throw new CheckpointException(path, [e.Message]); }
+        Checkpoint.LoadWeights(path, model.Network, ema);
         model.Network.SetTraining(false);
         return new DiffusionModel(config, model.Network, model.Device) { SourcePath = path, UsesEmaWeights = ema };
     }

@@ -64,7 +64,8 @@ public sealed class TrainingSession : IDisposable
     /// total <paramref name="steps"/> may change (null keeps the saved total).
     /// </summary>
     /// <exception cref="FileNotFoundException">There is no checkpoint in the directory.</exception>
-    /// <exception cref="CheckpointException">The checkpoint is damaged, inconsistent or does not fit its own config.</exception>
+    /// <exception cref="SafeTensorsException">The checkpoint is not valid safetensors (damaged, cut short).</exception>
+    /// <exception cref="CheckpointException">The checkpoint is inconsistent or does not fit its own config.</exception>
     /// <exception cref="ConfigException"><paramref name="steps"/> is not beyond the checkpoint's step.</exception>
     public static TrainingSession Resume(string outputDirectory, int? steps = null, int checkpointEvery = 0, Device? device = null)
     {
@@ -72,9 +73,7 @@ public sealed class TrainingSession : IDisposable
         string path = Path.Combine(outputDirectory, Trainer.CheckpointFileName);
         if (Directory.Exists(path)) throw new CheckpointException(path, ["this is a directory, not a checkpoint file"]);
         if (!File.Exists(path)) throw new FileNotFoundException($"no checkpoint at '{path}' to resume", path);
-        SafeTensorsFile file;
-        try { file = SafeTensors.Load(path); }
-        catch (SafeTensorsException e) { throw new CheckpointException(path, [e.Message]); }
+        var file = SafeTensors.Load(path);
         var model = DiffusionModel.ReadConfig(file.Metadata, path);
         TrainingConfig training;
         try
