@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DiffusionCore.Kernels.Attention;
 using DiffusionCore.Kernels.Conv;
@@ -172,8 +173,18 @@ public sealed partial class IlgpuBackend : IBackend
         else throw new KernelException("Upload", $"cannot upload {typeof(T).Name} into a {b.DType} buffer");
     }
 
-    private void CopyIn<T>(IlgpuBuffer b, ReadOnlySpan<T> src, long offset) where T : unmanaged
-        => b.View<T>().SubView(offset, src.Length).CopyFromCPU(Stream, ref MemoryMarshal.GetReference(src), src.Length);
+    /// <summary>
+    /// Copies host memory into the buffer. The host memory is pinned for the whole copy: ILGPU's
+    /// <c>CopyFromCPU(stream, ref T, length)</c> turns the reference into a raw address without pinning it, so a
+    /// garbage collection that moved the (usually fresh, gen-0) array during the copy made it read and, in
+    /// <see cref="CopyOut{T}"/>, write memory the array had left: the managed-heap corruption that crashed the test
+    /// host (issue 12).
+    /// </summary>
+    private unsafe void CopyIn<T>(IlgpuBuffer b, ReadOnlySpan<T> src, long offset) where T : unmanaged
+    {
+        fixed (T* pinned = src)
+            b.View<T>().SubView(offset, src.Length).CopyFromCPU(Stream, ref Unsafe.AsRef<T>(pinned), src.Length);
+    }
 
     /// <inheritdoc />
     public void Download<T>(DeviceBuffer src, Span<T> dst, long offset = 0) where T : unmanaged
@@ -199,8 +210,12 @@ public sealed partial class IlgpuBackend : IBackend
         else throw new KernelException("Download", $"cannot download a {b.DType} buffer as {typeof(T).Name}");
     }
 
-    private void CopyOut<T>(IlgpuBuffer b, Span<T> dst, long offset) where T : unmanaged
-        => b.View<T>().SubView(offset, dst.Length).CopyToCPU(Stream, ref MemoryMarshal.GetReference(dst), dst.Length);
+    /// <summary>Copies buffer elements into host memory, pinned for the whole copy (see <see cref="CopyIn{T}"/>).</summary>
+    private unsafe void CopyOut<T>(IlgpuBuffer b, Span<T> dst, long offset) where T : unmanaged
+    {
+        fixed (T* pinned = dst)
+            b.View<T>().SubView(offset, dst.Length).CopyToCPU(Stream, ref Unsafe.AsRef<T>(pinned), dst.Length);
+    }
 
     /// <inheritdoc />
     public void Fill(DeviceBuffer dst, double value)

@@ -1,16 +1,13 @@
 using System.Globalization;
-using DiffusionCore.Cli;
-using DiffusionCore.Cli.Commands;
-using DiffusionCore.Cli.Runs;
+using DiffusionCore.Cli.CommandLine;
 using DiffusionCore.Engine;
-using DiffusionCore.Engine.Optim;
-using DiffusionCore.Training.Checkpointing;
+using DiffusionCore.Pipelines;
 using NUnit.Framework;
 
 namespace DiffusionCore.Tests.Cli;
 
 /// <summary>
-/// `diffusion evaluate` end to end, in-process, on untrained unet-s checkpoints (step 0) and a handful of samples from
+/// `diffusion evaluate` end to end, in-process through the real parser (<see cref="CliApp.Run"/>), on untrained unet-s checkpoints (step 0) and a handful of samples from
 /// a 2-step DDIM: checks what is printed, the CSV rows and the grid, and the errors; not sample quality (untrained
 /// models score near chance, which is all these tests may assume).
 /// </summary>
@@ -33,32 +30,47 @@ public sealed class EvaluateCommandTests
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    // An untrained unet-s checkpoint as `diffusion train` writes it (config in the metadata, raw weights).
+    // An untrained unet-s model saved as `diffusion train` writes its weights (config in the metadata).
     private string UntrainedCheckpoint(string name, int classes)
     {
-        var config = new RunConfig { Model = "unet-s", Data = "mnist", Objective = "ddpm", Classes = classes, Batch = 2 };
-        var run = RunModel.Build(config, new Generator(1));
         string path = Path.Combine(_root, name, "checkpoint.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        Checkpoint.Save(path, new TrainingState(run.Network, new Adam(run.Network.Parameters()), null, new Generator(2), 0) { Config = config.ToMetadata() });
+        DiffusionModel.Create(ModelConfig.Create("unet-s", "mnist", "ddpm", classes: classes), new Generator(1)).Save(path);
         return path;
     }
 
-    private static (int Code, string Output) Invoke(params string[] args)
+    /// <summary>Runs `diffusion evaluate ARGS` with standard output and error captured (and echoed to the test log).</summary>
+    private static (int Code, string Output, string Error) Invoke(params string[] args)
     {
-        var previous = Console.Out;
-        using var writer = new StringWriter(CultureInfo.InvariantCulture);
-        Console.SetOut(writer);
+        var (previousOut, previousError) = (Console.Out, Console.Error);
+        using var output = new StringWriter(CultureInfo.InvariantCulture);
+        using var error = new StringWriter(CultureInfo.InvariantCulture);
+        Console.SetOut(output);
+        Console.SetError(error);
         try
         {
-            int code = EvaluateCommand.Run(new Arguments(args), CancellationToken.None);
-            return (code, writer.ToString());
+            int code = CliApp.Run(["evaluate", .. args], CancellationToken.None);
+            return (code, output.ToString(), error.ToString());
         }
         finally
         {
-            Console.SetOut(previous);
-            TestContext.Out.Write(writer.ToString());
+            Console.SetOut(previousOut);
+            Console.SetError(previousError);
+            TestContext.Out.WriteLine($"$ diffusion evaluate {string.Join(' ', args)}");
+            TestContext.Out.Write(output.ToString());
+            TestContext.Out.Write(error.ToString());
         }
+    }
+
+    /// <summary>Runs a command line that must fail: exit code 2 and one line "error: ..." on standard error; returns the line.</summary>
+    private static string Error(params string[] args)
+    {
+        var (code, _, error) = Invoke(args);
+        var lines = error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(code, Is.EqualTo(CliApp.UsageExit));
+        Assert.That(lines, Has.Length.EqualTo(1), $"one line on standard error, got: {error}");
+        Assert.That(lines[0], Does.StartWith("error: "));
+        return lines[0];
     }
 
     private static double Field(string[] header, string[] row, string column) =>
@@ -71,11 +83,12 @@ public sealed class EvaluateCommandTests
         string csv = Path.Combine(_root, "conditional", "scores.csv"), grid = Path.Combine(_root, "conditional", "grid.png");
         string[] args = ["--checkpoint", checkpoint, "--count", "20", "--sampler", "ddim", "--steps", "2", "--guidance", "2", "--batch", "8", "--csv", csv, "--grid", grid];
 
-        var (code, output) = Invoke(args);
+        var (code, output, error) = Invoke(args);
 
-        Assert.That(code, Is.Zero);
+        Assert.That(code, Is.Zero, error);
+        Assert.That(error, Is.Empty);
         Assert.That(output, Does.Contain("the bundled MNIST classifier").And.Contain("test images"));
-        Assert.That(output, Does.Contain("sampled 20 images with DDIM").And.Contain("classifier-free guidance 2"));
+        Assert.That(output, Does.Contain("sampled 20 images with DDIM").And.Contain("(classifier-free guidance 2)"));
         Assert.That(output, Does.Match(@"classified as the requested class: \d+\.\d% of 20 samples"));
         Assert.That(output, Does.Match(@"per class: 0: \d+\.\d%.*9: \d+\.\d%"));
         Assert.That(output, Does.Match(@"Fréchet distance in the classifier's feature space: \d+\.\d{3} \(floor \d+\.\d{3}: 20 training images vs the 1000 test images"));
@@ -97,7 +110,7 @@ public sealed class EvaluateCommandTests
         Assert.That(File.ReadAllBytes(grid)[1..4], Is.EqualTo("PNG"u8.ToArray()));
 
         // A second evaluation appends a row under the same header; the same seed samples the same images.
-        (code, _) = Invoke(args);
+        (code, _, _) = Invoke(args);
         Assert.That(code, Is.Zero);
         lines = File.ReadAllLines(csv);
         Assert.That(lines, Has.Length.EqualTo(3));
@@ -108,9 +121,10 @@ public sealed class EvaluateCommandTests
     public void UnconditionalModelGetsTheDistanceOnly()
     {
         string checkpoint = UntrainedCheckpoint("unconditional", classes: 0);
-        var (code, output) = Invoke("--checkpoint", checkpoint, "--count", "12", "--sampler", "ddim", "--steps", "2");
+        var (code, output, error) = Invoke("--checkpoint", checkpoint, "--count", "12", "--sampler", "ddim", "--steps", "2");
 
-        Assert.That(code, Is.Zero);
+        Assert.That(code, Is.Zero, error);
+        Assert.That(output, Does.Contain("(unconditional)"));
         Assert.That(output, Does.Not.Contain("classified as the requested class"));
         Assert.That(output, Does.Contain("Fréchet distance").And.Contain("floor").And.Contain("predicted classes"));
         string dir = Path.GetDirectoryName(checkpoint)!;
@@ -127,18 +141,15 @@ public sealed class EvaluateCommandTests
     public void ErrorsSayWhatIsAccepted()
     {
         string unconditional = UntrainedCheckpoint("errors", classes: 0);
-        Assert.That(Assert.Throws<UsageException>(() => Invoke("--count", "5"))!.Message, Does.Contain("evaluate needs --checkpoint"));
-        Assert.That(Assert.Throws<UsageException>(() => Invoke("--checkpoint", unconditional, "--guidance", "2"))!.Message,
-            Does.Contain("--guidance needs --classifier FILE"));
-        Assert.That(Assert.Throws<UsageException>(() => Invoke("--checkpoint", unconditional, "--count", "1"))!.Message, Does.Contain("--count must be an integer in [2,"));
-        Assert.That(Assert.Throws<UsageException>(() => Invoke("--checkpoint", unconditional, "--temperature", "1"))!.Message, Does.Contain("'evaluate' does not take --temperature"));
-        Assert.That(Assert.Throws<UsageException>(() => Invoke("--checkpoint", unconditional, "--scorer", Path.Combine(_root, "none.safetensors")))!.Message,
-            Does.Contain("--scorer").And.Contain("none.safetensors"));
+        Assert.That(Error("--count", "5"), Does.Contain("--checkpoint FILE is required"));
+        Assert.That(Error("--checkpoint", unconditional, "--guidance", "2"), Does.Contain("--guidance needs --classifier FILE"));
+        Assert.That(Error("--checkpoint", unconditional, "--count", "1"), Does.Contain("--count must be an integer in [2,"));
+        Assert.That(Error("--checkpoint", unconditional, "--temperature", "1"), Does.Contain("'diffusion evaluate' does not take --temperature"));
+        Assert.That(Error("--checkpoint", unconditional, "--scorer", Path.Combine(_root, "none.safetensors")), Does.Contain("--scorer: no classifier weights at").And.Contain("none.safetensors"));
+        Assert.That(Error("--checkpoint", unconditional, "--sampler", "ddpm", "--steps", "5"), Does.Contain("--steps does not apply to --sampler ddpm"));
 
-        var toy = new RunConfig { Model = "mlp-2d", Data = "8gaussians", Objective = "ddpm" };
-        var run = RunModel.Build(toy, new Generator(1));
-        string toyPath = Path.Combine(_root, "toy.safetensors");
-        Checkpoint.Save(toyPath, new TrainingState(run.Network, new Adam(run.Network.Parameters()), null, new Generator(2), 0) { Config = toy.ToMetadata() });
-        Assert.That(Assert.Throws<UsageException>(() => Invoke("--checkpoint", toyPath))!.Message, Does.Contain("evaluate scores MNIST image models"));
+        string toy = Path.Combine(_root, "toy.safetensors");
+        DiffusionModel.Create(ModelConfig.Create("mlp-2d", "8gaussians", "ddpm"), new Generator(1)).Save(toy);
+        Assert.That(Error("--checkpoint", toy), Does.Contain("needs a model of 1 x 32 x 32 images"));
     }
 }

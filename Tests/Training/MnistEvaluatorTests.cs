@@ -2,6 +2,7 @@ using System.Globalization;
 using DiffusionCore.Engine;
 using DiffusionCore.Engine.Serialization;
 using DiffusionCore.Models.Networks;
+using DiffusionCore.Pipelines;
 using DiffusionCore.Training.Data;
 using DiffusionCore.Training.Evaluation;
 using NUnit.Framework;

@@ -1,6 +1,7 @@
-using DiffusionCore.Training.Plotting;
+using DiffusionCore.Plotting;
+using DiffusionCore.Training.Evaluation;
 
-namespace DiffusionCore.Training.Evaluation;
+namespace DiffusionCore.Pipelines;
 
 /// <summary>
 /// MNIST-like samples in a grid with one row per class, the class written at the left of its row: the rows are the
