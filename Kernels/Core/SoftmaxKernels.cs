@@ -8,7 +8,7 @@ namespace DiffusionCore.Kernels;
 /// </summary>
 public interface ISoftmaxKernels
 {
-    /// <summary>Softmax (or log-softmax) over the last axis of x viewed as [rows, cols]; y may be x.</summary>
+    /// <summary>Softmax (or log-softmax) over the last axis of x viewed as [rows, cols].</summary>
     void Softmax(DeviceBuffer x, DeviceBuffer y, int rows, int cols, bool log);
 }
 
