@@ -205,5 +205,5 @@ public sealed partial class CpuBackend : CheckedBackend<CpuBuffer>
     public override void Dispose() => Trim();
 
     /// <summary>The first <paramref name="length"/> elements of a checked buffer, the exact span a kernel of fixed sizes expects.</summary>
-    internal static Span<T> Exact<T>(CpuBuffer b, long length) where T : unmanaged => b.Span<T>()[..(int)length];
+    private static Span<T> Exact<T>(CpuBuffer b, long length) where T : unmanaged => b.Span<T>()[..(int)length];
 }
