@@ -1,6 +1,6 @@
 using StbImageWriteSharp;
 
-namespace DiffusionCore.Training.Plotting;
+namespace DiffusionCore.Plotting;
 
 /// <summary>
 /// An RGB raster with the few drawing primitives the plots need (pixels, rectangles, lines, discs, text in
@@ -144,6 +144,26 @@ public sealed class Canvas
                 }
             }
             x += BitmapFont.Advance * scale;
+        }
+    }
+
+    /// <summary>
+    /// Draws <paramref name="text"/> turned a quarter to the left (read bottom to top, as a y-axis caption), starting
+    /// at its bottom-left corner (<paramref name="x"/>, <paramref name="y"/>).
+    /// </summary>
+    public void DrawTextUp(int x, int y, string text, Rgb color)
+    {
+        foreach (char c in text)
+        {
+            ReadOnlySpan<byte> rows = BitmapFont.Glyph(c);
+            for (int row = 0; row < BitmapFont.GlyphHeight; row++)
+            {
+                for (int col = 0; col < BitmapFont.GlyphWidth; col++)
+                {
+                    if ((rows[row] >> (BitmapFont.GlyphWidth - 1 - col) & 1) != 0) SetPixel(x + row, y - col, color);
+                }
+            }
+            y -= BitmapFont.Advance;
         }
     }
 

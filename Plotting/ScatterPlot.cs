@@ -1,4 +1,4 @@
-namespace DiffusionCore.Training.Plotting;
+namespace DiffusionCore.Plotting;
 
 /// <summary>One set of 2-D points in a scatter panel.</summary>
 /// <param name="Points">Interleaved coordinates (x0, y0, x1, y1, ...), as <c>Toy2d.Sample</c> returns them.</param>
@@ -31,7 +31,7 @@ public static class ScatterPlot
     /// <summary>Side of a panel's plotting square in pixels, unless the caller picks another.</summary>
     public const int DefaultPanelSize = 320;
 
-    private const int LeftMargin = 44, RightMargin = 14, TopMargin = 30, BottomMargin = 22;
+    private const int LeftMargin = 56, RightMargin = 14, TopMargin = 30, BottomMargin = 34;
     private const int TickLength = 4, TickCount = 5;
     private const float PointRadius = 1.6f, PointAlpha = 0.6f;
     private const double RangeQuantile = 0.001, RangePadding = 0.05;
@@ -41,11 +41,20 @@ public static class ScatterPlot
     /// <param name="panels">The panels, left to right.</param>
     /// <param name="range">Shared range of both axes; null picks <see cref="AutoRange"/>.</param>
     /// <param name="panelSize">Side of each plotting square in pixels.</param>
-    public static void Save(string path, IReadOnlyList<ScatterPanel> panels, AxisRange? range = null, int panelSize = DefaultPanelSize) =>
-        Render(panels, range, panelSize).SavePng(path);
+    /// <param name="xLabel">Caption under each panel's x axis.</param>
+    /// <param name="yLabel">Caption beside each panel's y axis (read bottom to top).</param>
+    public static void Save(string path, IReadOnlyList<ScatterPanel> panels, AxisRange? range = null, int panelSize = DefaultPanelSize,
+        string xLabel = "x1", string yLabel = "x2") =>
+        Render(panels, range, panelSize, xLabel, yLabel).SavePng(path);
 
     /// <summary>Draws <paramref name="panels"/> side by side; points outside the range are counted in the panel corner, not drawn.</summary>
-    public static Canvas Render(IReadOnlyList<ScatterPanel> panels, AxisRange? range = null, int panelSize = DefaultPanelSize)
+    /// <param name="panels">The panels, left to right.</param>
+    /// <param name="range">Shared range of both axes; null picks <see cref="AutoRange"/>.</param>
+    /// <param name="panelSize">Side of each plotting square in pixels.</param>
+    /// <param name="xLabel">Caption under each panel's x axis.</param>
+    /// <param name="yLabel">Caption beside each panel's y axis (read bottom to top).</param>
+    public static Canvas Render(IReadOnlyList<ScatterPanel> panels, AxisRange? range = null, int panelSize = DefaultPanelSize,
+        string xLabel = "x1", string yLabel = "x2")
     {
         if (panels.Count == 0) throw new ArgumentException("ScatterPlot: at least one panel is needed", nameof(panels));
         if (panelSize < 32) throw new ArgumentException($"ScatterPlot: panel size must be at least 32 pixels, got {panelSize}", nameof(panelSize));
@@ -106,6 +115,8 @@ public static class ScatterPlot
                 canvas.DrawText(left + panelSize - 4 - BitmapFont.TextWidth(note), top + panelSize - 4 - BitmapFont.GlyphHeight, note, Rgb.Gray);
             }
             DrawLegend(canvas, panels[p].Series, left + 4, top + 4);
+            canvas.DrawText(left + (panelSize - BitmapFont.TextWidth(xLabel)) / 2, top + panelSize + BottomMargin - BitmapFont.GlyphHeight - 2, xLabel, Rgb.Black);
+            canvas.DrawTextUp(p * blockWidth + 3, top + (panelSize + BitmapFont.TextWidth(yLabel)) / 2, yLabel, Rgb.Black);
 
             string title = panels[p].Title;
             int scale = BitmapFont.TextWidth(title, 2) <= panelSize ? 2 : 1;
@@ -130,7 +141,7 @@ public static class ScatterPlot
         return new AxisRange(lo - pad, hi + pad);
     }
 
-    private static void DrawLegend(Canvas canvas, IReadOnlyList<ScatterSeries> series, int x, int y)
+    internal static void DrawLegend(Canvas canvas, IReadOnlyList<ScatterSeries> series, int x, int y)
     {
         var labelled = series.Where(s => s.Label is not null).ToArray();
         if (labelled.Length == 0) return;

@@ -1,4 +1,4 @@
-namespace DiffusionCore.Training.Plotting;
+namespace DiffusionCore.Plotting;
 
 /// <summary>An opaque 8-bit-per-channel colour.</summary>
 /// <param name="R">Red, 0..255.</param>

@@ -1,4 +1,4 @@
-namespace DiffusionCore.Training.Plotting;
+namespace DiffusionCore.Plotting;
 
 /// <summary>
 /// A 5 x 7 pixel bitmap font (digits, A-Z, a-z and common punctuation), so that plots need no font files

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace DiffusionCore.Training.Plotting;
+namespace DiffusionCore.Plotting;
 
 /// <summary>Tick positions and labels for plot axes: "nice" steps of 1, 2 or 5 times a power of ten.</summary>
 public static class AxisTicks

@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 using DiffusionCore.Training.Data;
-using DiffusionCore.Training.Plotting;
+using DiffusionCore.Plotting;
 using NUnit.Framework;
 
-namespace DiffusionCore.Tests.Training;
+namespace DiffusionCore.Tests.Plotting;
 
 /// <summary>PNG output of the canvas and the three plot kinds, the bitmap font and the axis ticks.</summary>
 [TestFixture]
@@ -210,7 +210,7 @@ public sealed class PlottingTests
         Assert.That(CountPixels(canvas, Rgb.Black), Is.GreaterThan(200), "title, labels and legend text");
 
         string path = Path.Combine(directory, logY ? "loss-log.png" : "loss.png");
-        LinePlot.Save(path, "training loss", series, logY, "step", 400, 260);
+        LinePlot.Save(path, "training loss", series, logY, "step", width: 400, height: 260);
         AssertPng(path, 400, 260);
         Assert.Throws<ArgumentException>(() => LinePlot.Render("bad", [new LineSeries("x", [1.0, 2.0], [1.0])]));
     }

@@ -1,10 +1,12 @@
-namespace DiffusionCore.Training.Plotting;
+namespace DiffusionCore.Plotting;
 
 /// <summary>One named curve of a line plot.</summary>
 /// <param name="Name">Legend entry.</param>
 /// <param name="Xs">Abscissae (e.g. training steps).</param>
 /// <param name="Ys">Ordinates, as many as <paramref name="Xs"/>; NaN, infinite (and, on a log axis, non-positive) values break the line.</param>
-public sealed record LineSeries(string Name, IReadOnlyList<double> Xs, IReadOnlyList<double> Ys);
+/// <param name="Color">Line colour; null takes entry k of <see cref="Rgb.Palette"/> for series k.</param>
+/// <param name="Thickness">Line thickness in pixels.</param>
+public sealed record LineSeries(string Name, IReadOnlyList<double> Xs, IReadOnlyList<double> Ys, Rgb? Color = null, int Thickness = 2);
 
 /// <summary>Curves against a common x axis with ticks and a legend, for loss curves and the like.</summary>
 public static class LinePlot
@@ -15,8 +17,8 @@ public static class LinePlot
     /// <summary>Default image height in pixels.</summary>
     public const int DefaultHeight = 400;
 
-    private const int LeftMargin = 58, RightMargin = 16, TopMargin = 32, BottomMargin = 36;
-    private const int TickLength = 4, TickCount = 6, LineThickness = 2;
+    private const int LeftMargin = 70, RightMargin = 16, TopMargin = 32, BottomMargin = 36;
+    private const int TickLength = 4, TickCount = 6, LegendLineThickness = 2;
     private const double RangePadding = 0.04;
 
     /// <summary>Renders the plot and saves it as a PNG (atomically, creating the directory).</summary>
@@ -25,21 +27,23 @@ public static class LinePlot
     /// <param name="series">The curves; series k takes colour k of <see cref="Rgb.Palette"/>.</param>
     /// <param name="logY">Logarithmic y axis (for losses spanning decades).</param>
     /// <param name="xLabel">Caption under the x axis, or null for none.</param>
+    /// <param name="yLabel">Caption beside the y axis (read bottom to top), or null for none.</param>
     /// <param name="width">Image width in pixels.</param>
     /// <param name="height">Image height in pixels.</param>
     public static void Save(string path, string title, IReadOnlyList<LineSeries> series, bool logY = false,
-        string? xLabel = null, int width = DefaultWidth, int height = DefaultHeight) =>
-        Render(title, series, logY, xLabel, width, height).SavePng(path);
+        string? xLabel = null, string? yLabel = null, int width = DefaultWidth, int height = DefaultHeight) =>
+        Render(title, series, logY, xLabel, yLabel, width, height).SavePng(path);
 
     /// <summary>Draws the plot; the axes cover every drawable point, padded by 4%.</summary>
     /// <param name="title">Title above the plot.</param>
     /// <param name="series">The curves; series k takes colour k of <see cref="Rgb.Palette"/>.</param>
     /// <param name="logY">Logarithmic y axis (for losses spanning decades).</param>
     /// <param name="xLabel">Caption under the x axis, or null for none.</param>
+    /// <param name="yLabel">Caption beside the y axis (read bottom to top), or null for none.</param>
     /// <param name="width">Image width in pixels.</param>
     /// <param name="height">Image height in pixels.</param>
     public static Canvas Render(string title, IReadOnlyList<LineSeries> series, bool logY = false,
-        string? xLabel = null, int width = DefaultWidth, int height = DefaultHeight)
+        string? xLabel = null, string? yLabel = null, int width = DefaultWidth, int height = DefaultHeight)
     {
         int plotWidth = width - LeftMargin - RightMargin, plotHeight = height - TopMargin - BottomMargin;
         if (plotWidth < 32 || plotHeight < 32) throw new ArgumentException($"LinePlot: image {width} x {height} leaves no room to plot");
@@ -85,8 +89,8 @@ public static class LinePlot
 
         for (int k = 0; k < series.Count; k++)
         {
-            Rgb color = Rgb.Palette[k % Rgb.Palette.Count];
             var s = series[k];
+            Rgb color = SeriesColor(s, k);
             (int X, int Y)? previous = null;
             for (int i = 0; i < s.Xs.Count; i++)
             {
@@ -96,8 +100,8 @@ public static class LinePlot
                     continue;
                 }
                 var current = ((int)MathF.Round(ToPixelX(s.Xs[i])), (int)MathF.Round(ToPixelY(ToT(s.Ys[i]))));
-                if (previous is { } p) canvas.DrawLine(p.X, p.Y, current.Item1, current.Item2, color, LineThickness);
-                else canvas.FillRect(current.Item1 - 1, current.Item2 - 1, LineThickness + 1, LineThickness + 1, color);
+                if (previous is { } p) canvas.DrawLine(p.X, p.Y, current.Item1, current.Item2, color, s.Thickness);
+                else canvas.FillRect(current.Item1 - 1, current.Item2 - 1, s.Thickness + 1, s.Thickness + 1, color);
                 previous = current;
             }
         }
@@ -110,8 +114,14 @@ public static class LinePlot
         {
             canvas.DrawText(left + (plotWidth - BitmapFont.TextWidth(xLabel)) / 2, height - BitmapFont.GlyphHeight - 4, xLabel, Rgb.Black);
         }
+        if (yLabel is not null)
+        {
+            canvas.DrawTextUp(4, top + (plotHeight + BitmapFont.TextWidth(yLabel)) / 2, yLabel, Rgb.Black);
+        }
         return canvas;
     }
+
+    private static Rgb SeriesColor(LineSeries s, int k) => s.Color ?? Rgb.Palette[k % Rgb.Palette.Count];
 
     // The extent of the values widened by 4% on each side; (0, 1) when there are none, +-1 around a single value.
     private static (double Min, double Max) Padded(IEnumerable<double> values)
@@ -141,8 +151,7 @@ public static class LinePlot
         for (int k = 0; k < series.Count; k++)
         {
             int rowY = y + gap + k * lineHeight;
-            Rgb color = Rgb.Palette[k % Rgb.Palette.Count];
-            canvas.DrawLine(x + gap, rowY + 3, x + gap + swatch - 1, rowY + 3, color, LineThickness);
+            canvas.DrawLine(x + gap, rowY + 3, x + gap + swatch - 1, rowY + 3, SeriesColor(series[k], k), LegendLineThickness);
             canvas.DrawText(x + 2 * gap + swatch, rowY, series[k].Name, Rgb.Black);
         }
     }
