@@ -5,7 +5,7 @@ using DiffusionCore.Engine;
 using DiffusionCore.Engine.Optim;
 using DiffusionCore.Models.Nn;
 using DiffusionCore.Training.Checkpointing;
-using DiffusionCore.Training.Plotting;
+using DiffusionCore.Engine.Serialization;
 
 namespace DiffusionCore.Training;
 
@@ -34,8 +34,9 @@ public sealed record TrainerOptions
     public double WeightDecay { get; init; }
 
     /// <summary>
-    /// Directory of the run's files: <see cref="Trainer.CheckpointFileName"/>, <see cref="Trainer.LogFileName"/> and
-    /// <see cref="Trainer.LossPlotFileName"/>, written at every checkpoint (null: no files).
+    /// Directory of the run's files: <see cref="Trainer.CheckpointFileName"/> and <see cref="Trainer.LogFileName"/>,
+    /// written at every checkpoint (null: no files). <see cref="Trainer.CheckpointSaved"/> lets a caller add its own
+    /// (a loss plot, samples).
     /// </summary>
     public string? OutputDirectory { get; init; }
 
@@ -99,9 +100,6 @@ public sealed class Trainer
     /// <summary>Name of the CSV log (step, loss, lr, steps_per_second) in the output directory.</summary>
     public const string LogFileName = "train_log.csv";
 
-    /// <summary>Name of the loss-curve PNG in the output directory.</summary>
-    public const string LossPlotFileName = "train_loss.png";
-
     private const string LogHeader = "step,loss,lr,steps_per_second";
 
     private readonly Func<Generator, Tensor> _loss;
@@ -155,8 +153,11 @@ public sealed class Trainer
     /// <summary>The CSV log in the output directory, or null without one.</summary>
     public string? LogPath => OutputFile(LogFileName);
 
-    /// <summary>The loss-curve PNG in the output directory, or null without one.</summary>
-    public string? LossPlotPath => OutputFile(LossPlotFileName);
+    /// <summary>
+    /// Raised after each checkpoint is written (with the trainer, whose <see cref="Step"/> and <see cref="Losses"/>
+    /// are the checkpoint's), so that a caller can write its own files beside it, such as a loss plot.
+    /// </summary>
+    public event Action<Trainer>? CheckpointSaved;
 
     /// <summary>The step of the last checkpoint written or resumed from in the output directory, or null.</summary>
     public long? LastCheckpointStep { get; private set; }
@@ -169,18 +170,25 @@ public sealed class Trainer
     /// </summary>
     public TrainingState State()
     {
-        var config = new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["trainer.steps"] = Invariant(Options.Steps),
-            ["trainer.learning_rate"] = Invariant(Options.LearningRate),
-            ["trainer.warmup_steps"] = Invariant(Options.WarmupSteps),
-            ["trainer.clip_norm"] = Options.ClipNorm is double c ? Invariant(c) : "none",
-            ["trainer.ema_decay"] = Options.EmaDecay is double e ? Invariant(e) : "none",
-            ["trainer.weight_decay"] = Invariant(Options.WeightDecay),
-        };
+        var config = new Dictionary<string, string>(ShapingSettings(), StringComparer.Ordinal) { ["trainer.steps"] = Invariant(Options.Steps) };
         foreach (var (key, value) in Options.Config) config[key] = value;
         return new TrainingState(Model, Optimizer, Ema, Generator, Step) { Config = config, Losses = Losses };
     }
+
+    /// <summary>
+    /// The settings that shape the run's trajectory (learning rate and its warm-up, clipping, EMA, weight decay), as
+    /// stored in checkpoints under "trainer.*". The total <see cref="TrainerOptions.Steps"/> is not one of them: with
+    /// the learning rate a function of the step alone, a run resumed towards a new total follows the same path as
+    /// one started with that total.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> ShapingSettings() => new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["trainer.learning_rate"] = Invariant(Options.LearningRate),
+        ["trainer.warmup_steps"] = Invariant(Options.WarmupSteps),
+        ["trainer.clip_norm"] = Options.ClipNorm is double c ? Invariant(c) : "none",
+        ["trainer.ema_decay"] = Options.EmaDecay is double e ? Invariant(e) : "none",
+        ["trainer.weight_decay"] = Invariant(Options.WeightDecay),
+    };
 
     /// <summary>
     /// Loads the checkpoint at <paramref name="path"/> (weights, EMA, optimizer moments and step, the generator's
@@ -188,10 +196,11 @@ public sealed class Trainer
     /// the output directory is cut back to the checkpoint's step, dropping rows of steps that were not saved.
     /// </summary>
     /// <returns>What the checkpoint held besides the tensors, including its config.</returns>
-    /// <exception cref="CheckpointException">The checkpoint does not fit this model and optimizer; nothing was changed.</exception>
+    /// <exception cref="CheckpointException">The checkpoint does not fit this model and optimizer, or was saved with other
+    /// <see cref="ShapingSettings"/>; nothing was changed.</exception>
     public CheckpointInfo Resume(string path)
     {
-        var info = Checkpoint.Load(path, Model, Optimizer, Ema);
+        var info = Checkpoint.Load(path, Model, Optimizer, Ema, ShapingSettings());
         if (info.Step != Optimizer.StepCount || info.Losses.Count != info.Step)
             throw new CheckpointException(path, [$"step {info.Step}, optimizer step count {Optimizer.StepCount} and {info.Losses.Count} saved losses disagree"]);
         Generator = info.Generator;
@@ -277,8 +286,8 @@ public sealed class Trainer
     }
 
     /// <summary>
-    /// Writes the pending CSV log rows, the checkpoint (atomically: a crash leaves the previous one intact) and the
-    /// loss plot to the output directory.
+    /// Writes the pending CSV log rows and the checkpoint (atomically: a crash leaves the previous one intact) to the
+    /// output directory, then raises <see cref="CheckpointSaved"/>.
     /// </summary>
     public void SaveCheckpoint()
     {
@@ -287,10 +296,7 @@ public sealed class Trainer
         FlushLog();
         Checkpoint.Save(path, State());
         LastCheckpointStep = Step;
-        var steps = Enumerable.Range(1, Losses.Count).Select(i => (double)i).ToArray();
-        // A log axis suits losses spanning decades, but objectives whose loss can be negative (sliced score matching) need a linear one.
-        bool logY = Losses.Count > 0 && Losses.All(l => l > 0);
-        LinePlot.Save(LossPlotPath!, "training loss", [new LineSeries("loss", steps, Losses)], logY, xLabel: "step");
+        CheckpointSaved?.Invoke(this);
     }
 
     private void FlushLog()
@@ -320,9 +326,9 @@ public sealed class Trainer
             if (fields.Length == 4 && long.TryParse(fields[0], NumberStyles.None, CultureInfo.InvariantCulture, out long step) && step <= Step)
                 kept.Add(line);
         }
-        AtomicFile.Write(path, stream =>
+        SafeTensors.WriteAtomically(path, stream =>
         {
-            using var writer = new StreamWriter(stream, new UTF8Encoding(false));
+            using var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true);
             foreach (string line in kept) writer.WriteLine(line);
         });
         _logStarted = true;

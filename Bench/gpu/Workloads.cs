@@ -13,7 +13,7 @@ namespace DiffusionCore.GpuBench;
 public sealed record Workload(string Id, string Description, double Flops, Func<Device, Action> Create);
 
 /// <summary>
-/// shared/BENCHMARKS.md's kernel workloads K1-K6 on an ILGPU device, through the IBackend primitives (K5 also
+/// shared/BENCHMARKS.md's kernel workloads K1-K6 on an ILGPU device, through the IBackend primitives and fused capabilities (K5 also
 /// through the Engine's ops, as the peer computes it). Shapes and operation counts are those of Bench/Peer/PeerTable.cs.
 /// </summary>
 public static class Workloads
@@ -75,12 +75,13 @@ public static class Workloads
         var dx = be.Allocate(s.InputLength, DType.Float32);
         var dw = be.Allocate(s.WeightLength, DType.Float32);
         var db = be.Allocate(s.Cout, DType.Float32);
+        var conv = be.GetCapability<IConvolutionKernels>()!;
         return () =>
         {
-            be.Conv2dForward(s, x, w, bias, y);
+            conv.Conv2dForward(s, x, w, bias, y);
             if (!backward) return;
-            be.Conv2dBackwardInput(s, dy, w, dx);
-            be.Conv2dBackwardWeight(s, x, dy, dw, db);
+            conv.Conv2dBackwardInput(s, dy, w, dx);
+            conv.Conv2dBackwardWeight(s, x, dy, dw, db);
         };
     }
 
@@ -99,10 +100,11 @@ public static class Workloads
         var dk = be.Allocate(n, DType.Float32);
         var dv = be.Allocate(n, DType.Float32);
         double scale = 1 / Math.Sqrt(dim);
+        var attention = be.GetCapability<IAttentionKernels>()!;
         return () =>
         {
-            be.AttentionForward(B, tokens, dim, scale, q, k, v, o, lse);
-            if (backward) be.AttentionBackward(B, tokens, dim, scale, q, k, v, o, lse, dO, dq, dk, dv);
+            attention.AttentionForward(B, tokens, dim, scale, q, k, v, o, lse);
+            if (backward) attention.AttentionBackward(B, tokens, dim, scale, q, k, v, o, lse, dO, dq, dk, dv);
         };
     }
 
@@ -121,10 +123,11 @@ public static class Workloads
         var dx = be.Allocate(n, DType.Float32);
         var dgamma = be.Allocate(channels, DType.Float32);
         var dbeta = be.Allocate(channels, DType.Float32);
+        var norm = be.GetCapability<IGroupNormKernels>()!;
         return () =>
         {
-            be.GroupNormForward(B, channels, spatial, groups, 1e-5, x, gamma, beta, y, mean, rstd, fuseSilu: true);
-            if (backward) be.GroupNormBackward(B, channels, spatial, groups, x, gamma, beta, mean, rstd, dy, dx, dgamma, dbeta, fuseSilu: true);
+            norm.GroupNormForward(B, channels, spatial, groups, 1e-5, x, gamma, beta, y, mean, rstd, fuseSilu: true);
+            if (backward) norm.GroupNormBackward(B, channels, spatial, groups, x, gamma, beta, mean, rstd, dy, dx, dgamma, dbeta, fuseSilu: true);
         };
     }
 

@@ -4,144 +4,138 @@ using DiffusionCore.Models.Networks;
 using DiffusionCore.Models.Networks.Cnf;
 using DiffusionCore.Models.Processes;
 using DiffusionCore.Models.Score;
+using DiffusionCore.Pipelines;
+using DiffusionCore.Plotting;
 using DiffusionCore.Sampling.Flows;
 using DiffusionCore.Sampling.Likelihood;
 using DiffusionCore.Sampling.Ode;
 using DiffusionCore.Sampling.Samplers;
-using DiffusionCore.Training;
 using DiffusionCore.Training.Data;
 using DiffusionCore.Training.Metrics;
-using DiffusionCore.Training.Plotting;
-using DiffusionCore.Cli.Commands;
 
 namespace DiffusionCore.Cli.Runs;
 
 /// <summary>What `train` shows at the end of a run, and the pictures `sample` writes.</summary>
 internal static class Evaluate
 {
-    /// <summary>Switches to the EMA weights (what is sampled) and reports on the trained model.</summary>
-    public static int AfterTraining(RunModel run, Trainer trainer, string outDir, CancellationToken cancel)
+    /// <summary>
+    /// Switches to the EMA weights (what is sampled) and reports on the trained model with <paramref name="samples"/>
+    /// samples (null: 2000 points or 36 images; 0: no report), writing its pictures to <paramref name="outDir"/>.
+    /// </summary>
+    public static int AfterTraining(TrainingSession session, string outDir, CancellationToken cancel, int? samples = null)
     {
-        trainer.Ema?.CopyTo(run.Network.Parameters());
-        run.Network.SetTraining(false);
-        var g = new Generator(run.Config.Seed).Split(4);
-        switch (run.Network)
+        var model = session.FinishedModel();
+        if (samples == 0) return 0;
+        ulong seed = session.Training.Seed;
+        var g = new Generator(seed).Split(4);
+        switch (model.Network)
         {
             case CnfDynamics dynamics:
-                FlowReport(dynamics, run.Config, outDir, g);
+                FlowReport(dynamics, model.Config, seed, outDir, g);
                 break;
             case NoisyClassifier classifier:
-                ClassifierReport(run, classifier, g);
+                ClassifierReport(model, classifier, g);
                 break;
             default:
-                if (run.Config.IsToy) ToyReport(run, run.ScoreModel, SamplerChoice.Default(run), 2000, g, outDir, cancel);
+                var pipeline = new DiffusionPipeline(model);
+                if (!model.Config.IsImage)
+                {
+                    ToyReport(pipeline, new GenerationOptions { Count = samples ?? 2000, Generator = g }, seed, Path.Combine(outDir, "samples.png"), Path.Combine(outDir, "trajectories.png"), cancel);
+                }
                 else
                 {
-                    string sampler = run.Schedule is not null ? "ddim" : run.Sigmas is not null ? "als" : "ode-heun";
-                    int steps = sampler == "als" ? 20 : 50;
-                    var path = Path.Combine(outDir, "samples.png");
-                    ImageSamples(run, run.ScoreModel, sampler, steps, 36, g, null, path, cancel);
+                    string sampler = model.Schedule is not null ? "ddim" : model.Sigmas is not null ? "als" : "ode-heun";
+                    var options = new GenerationOptions { Count = samples ?? 36, Sampler = sampler, Steps = sampler == "als" ? 20 : 50, Generator = g };
+                    ImageSamples(pipeline, options, Path.Combine(outDir, "samples.png"), null, cancel);
                 }
                 break;
         }
         return 0;
     }
 
-    /// <summary>Samples images and writes a grid; returns the samples' description.</summary>
-    public static string ImageSamples(RunModel run, ScoreModel model, string sampler, int steps, int count, Generator g, int[]? labels, string path, CancellationToken cancel)
+    /// <summary>Draws samples with a progress bar.</summary>
+    public static GeneratedSamples Generate(DiffusionPipeline pipeline, GenerationOptions options, CancellationToken cancel)
+    {
+        using var bar = ConsoleProgress.Start("sample", pipeline.ProgressTotal(options));
+        return pipeline.Generate(options, new SyncProgress<int>(i => bar.Update(i)), cancel);
+    }
+
+    /// <summary>Samples images and writes a captioned grid to <paramref name="path"/> (and one file per image to <paramref name="imagesDir"/>).</summary>
+    public static GeneratedSamples ImageSamples(DiffusionPipeline pipeline, GenerationOptions options, string path, string? imagesDir, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
-        int size = run.Config.IsImage ? Mnist.PaddedSize : 0;
-        var bar = new ConsoleProgress("sample", SamplerChoice.Expected(sampler, steps, run));
-        var (x, description) = SamplerChoice.Sample(run, model, sampler, [count, 1, size, size], steps, 0.0, g, labels,
-            new SyncProgress<int>(i => bar.Update(i)), cancel);
-        int cols = (int)Math.Ceiling(Math.Sqrt(count));
-        int rows = (count + cols - 1) / cols;
-        ImageGrid.Save(path, x.ToArray(), count, 1, size, size, rows, cols, scale: 2);
-        Console.WriteLine($"sampled {count} images with {description} in {clock.Elapsed.TotalSeconds:F1} s; wrote {path}");
-        return description;
+        var samples = Generate(pipeline, options, cancel);
+        string title = samples.Labels is null ? $"{samples.Sampler}, {samples.Steps} steps" : $"{samples.Sampler}, {samples.Steps} steps, guidance {options.Guidance ?? 1}, class above each";
+        // One row per class when every class is shown, so that the grid reads as a table.
+        int? columns = samples.Labels is not null && options.Class is null && pipeline.GuidableClasses is int k and > 0 && samples.Count >= k ? k : null;
+        samples.SaveGrid(path, columns, title);
+        Console.WriteLine($"sampled {samples.Count} images with {samples.Description} in {clock.Elapsed.TotalSeconds:F1} s; wrote {path}");
+        if (imagesDir is not null) Console.WriteLine($"wrote {samples.SaveImages(imagesDir).Count} images to {imagesDir}");
+        return samples;
     }
 
     /// <summary>
-    /// 2-D: samples, a scatter next to fresh data, the energy distance against fresh data with its floor (another
-    /// data draw) and the N(0, I) prior's level, and a plot of probability-flow trajectories where the model has
-    /// a continuous SDE.
+    /// 2-D: samples, a scatter next to fresh data, the energy distance against fresh data with its floor (another data
+    /// draw) and the N(0, I) prior's level, and, where the model has a continuous SDE and <paramref name="trajectoriesPath"/>
+    /// is set, a plot of probability-flow trajectories.
     /// </summary>
-    public static void ToyReport(RunModel run, ScoreModel model, string sampler, int count, Generator g, string outDir, CancellationToken cancel,
-        int? steps = null, string? scatterPath = null)
+    public static void ToyReport(DiffusionPipeline pipeline, GenerationOptions options, ulong seed, string scatterPath, string? trajectoriesPath, CancellationToken cancel)
     {
-        var kind = Toy2d.Parse(run.Config.Data);
-        int n = steps ?? SamplerChoice.DefaultSteps(sampler, run);
+        var model = pipeline.Model;
+        var kind = Toy2d.Parse(model.Config.Data);
         var clock = Stopwatch.StartNew();
-        var bar = new ConsoleProgress("sample", SamplerChoice.Expected(sampler, n, run));
-        var (x, description) = SamplerChoice.Sample(run, model, sampler, [count, 2], n, 0.0, g, null, new SyncProgress<int>(i => bar.Update(i)), cancel);
-        var samples = x.ToArray();
-        Console.WriteLine($"sampled {count} points with {description} in {clock.Elapsed.TotalSeconds:F1} s");
-        ReportToySamples(kind, samples, run.Config.Seed, outDir, scatterPath, description);
-        if (run.ContinuousSde is { } sde)
+        var samples = Generate(pipeline, options, cancel);
+        Console.WriteLine($"sampled {samples.Count} points with {samples.Description} in {clock.Elapsed.TotalSeconds:F1} s");
+        ReportToySamples(kind, samples.Samples.ToArray(), seed, scatterPath, samples.Description);
+        if (trajectoriesPath is not null && model.ContinuousSde is { } sde && model.ScoreNetwork is not null)
         {
-            string trajectories = Path.Combine(outDir, "trajectories.png");
-            SaveTrajectories(trajectories, model, sde, kind, g.Split(9));
-            Console.WriteLine($"wrote {trajectories} (probability-flow ODE paths from the prior to the data)");
+            SaveTrajectories(trajectoriesPath, model.ScoreModel, sde, kind, (options.Generator ?? new Generator(options.Seed)).Split(9));
+            Console.WriteLine($"wrote {trajectoriesPath} (probability-flow ODE paths from the prior to the data)");
         }
     }
 
     /// <summary>Energy distances and the scatter plot of 2-D samples.</summary>
-    public static void ReportToySamples(Toy2dKind kind, float[] samples, ulong seed, string outDir, string? scatterPath, string title)
+    public static void ReportToySamples(Toy2dKind kind, float[] samples, ulong seed, string scatterPath, string title)
     {
         int count = samples.Length / 2;
         var root = new Generator(seed);
         var reference = Toy2d.Sample(kind, count, root.Split(5).Seed);
         var fresh = Toy2d.Sample(kind, count, root.Split(6).Seed);
-        double energy = SampleDistance.EnergyDistance(samples, reference, 2);
+        var finite = samples.All(float.IsFinite);
+        double energy = finite ? SampleDistance.EnergyDistance(samples, reference, 2) : double.NaN;
         double floor = SampleDistance.EnergyDistance(fresh, reference, 2);
         double prior = SampleDistance.EnergyDistance(new Generator(root.Split(7).Seed).NormalHost(count * 2), reference, 2);
         Console.WriteLine("energy distance to a fresh data draw (lower is better):");
-        Console.WriteLine($"  model samples      {energy:F4}");
+        Console.WriteLine($"  model samples      {(finite ? energy.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) : "not finite (some samples are NaN or infinite)")}");
         Console.WriteLine($"  another data draw  {floor:F4}   (the floor: sampling noise alone)");
         Console.WriteLine($"  standard normal    {prior:F4}   (the prior, an untrained model's level)");
-        string path = scatterPath ?? Path.Combine(outDir, "samples.png");
         var palette = Rgb.Palette;
-        ScatterPlot.Save(path,
+        ScatterPlot.Save(scatterPath,
         [
-            new ScatterPanel($"data: {Toy2d.Name(kind)}", [new ScatterSeries(reference, palette[0])]),
-            new ScatterPanel(title.Length > 40 ? title[..40] : title, [new ScatterSeries(samples, palette[1])]),
+            new ScatterPanel($"data: {Toy2d.Name(kind)}", [new ScatterSeries(reference, palette[0], $"{count} data points")]),
+            new ScatterPanel("model samples", [new ScatterSeries(samples, palette[1], title.Length > 44 ? title[..44] : title)]),
         ]);
-        Console.WriteLine($"wrote {path}");
+        Console.WriteLine($"wrote {scatterPath}");
     }
 
     /// <summary>64 probability-flow ODE paths from the prior (t = T) to the data (t = 1e-3), drawn over the data.</summary>
     public static void SaveTrajectories(string path, ScoreModel model, Sde sde, Toy2dKind kind, Generator g)
     {
         const int paths = 64;
-        var points = new List<float[]>();
+        var frames = new List<float[]>();
         var x0 = sde.SamplePrior([paths, 2], g);
-        var first = x0.ToArray();
-        points.Add(first);
-        ProbabilityFlow.Integrate(model, sde, x0, sde.T, 1e-3, OdeSolverOptions.Fixed(OdeMethod.Heun, 100), onStep: (_, y) => points.Add(y[0].ToArray()));
+        frames.Add(x0.ToArray());
+        ProbabilityFlow.Integrate(model, sde, x0, sde.T, 1e-3, OdeSolverOptions.Fixed(OdeMethod.Heun, 100), onStep: (_, y) => frames.Add(y[0].ToArray()));
         var data = Toy2d.Sample(kind, 2000, g.Seed);
-        var canvas = new Canvas(480, 480, new Rgb(255, 255, 255));
-        double lo = -4, hi = 4;
-        int Px(double v) => (int)Math.Round((v - lo) / (hi - lo) * (canvas.Width - 1));
-        int Py(double v) => (int)Math.Round((hi - v) / (hi - lo) * (canvas.Height - 1));
-        for (int i = 0; i < data.Length / 2; i++) canvas.DrawPoint(Px(data[2 * i]), Py(data[2 * i + 1]), 1.5f, new Rgb(200, 200, 200));
-        var palette = Rgb.Palette;
-        for (int p = 0; p < paths; p++)
-        {
-            var color = palette[p % palette.Count];
-            for (int s = 1; s < points.Count; s++)
-                canvas.DrawLine(Px(points[s - 1][2 * p]), Py(points[s - 1][2 * p + 1]), Px(points[s][2 * p]), Py(points[s][2 * p + 1]), color);
-            canvas.DrawPoint(Px(points[^1][2 * p]), Py(points[^1][2 * p + 1]), 2.5f, new Rgb(0, 0, 0));
-        }
-        canvas.DrawText(6, 6, $"probability-flow paths ({sde.Name}), prior to data", new Rgb(0, 0, 0));
-        canvas.SavePng(path);
+        TrajectoryPlot.Save(path, $"probability-flow ODE paths ({sde.Name})", frames, data, new AxisRange(-4, 4),
+            new TrajectoryLabels($"data ({Toy2d.Name(kind)})", "path, one colour each", "start: prior draw (t = T)", "end: sample (t = 0.001)"));
     }
 
     /// <summary>
     /// A CNF: held-out NLL (exact divergence) against the best Gaussian fitted to data (the level an identity-like
-    /// flow reaches), samples next to data, and the learned density on a grid.
+    /// flow reaches), samples next to data, and the learned density on a grid with a colour bar.
     /// </summary>
-    public static void FlowReport(CnfDynamics dynamics, RunConfig config, string outDir, Generator g)
+    public static void FlowReport(CnfDynamics dynamics, ModelConfig config, ulong seed, string outDir, Generator g)
     {
         var kind = Toy2d.Parse(config.Data);
         var flow = new ContinuousFlow(dynamics, new FlowOptions { Divergence = DivergenceMethod.Exact });
@@ -152,7 +146,7 @@ internal static class Evaluate
         double gaussian = GaussianFitNll(Toy2d.Sample(kind, 20000, g.Split(2).Seed), heldOut);
         Console.WriteLine($"held-out NLL (2000 fresh points, exact divergence, RK45): {nll:F3} nats; the best Gaussian: {gaussian:F3} nats ({clock.Elapsed.TotalSeconds:F1} s, {flow.LastStatistics?.FunctionEvaluations} NFE)");
         var samples = flow.Sample(2000, g.Split(3)).ToArray();
-        ReportToySamples(kind, samples, config.Seed, outDir, null, "CNF samples");
+        ReportToySamples(kind, samples, seed, Path.Combine(outDir, "samples.png"), "CNF samples");
         string density = Path.Combine(outDir, "density.png");
         SaveDensity(density, flow, g.Split(4));
         Console.WriteLine($"wrote {density}");
@@ -184,7 +178,7 @@ internal static class Evaluate
         return total / m;
     }
 
-    /// <summary>The learned density exp(log p) on a 64 x 64 grid over [-4, 4]^2, brighter = denser.</summary>
+    /// <summary>The learned density p(x) = exp(log p) on a 64 x 64 grid over [-4, 4]^2, with a colour bar.</summary>
     public static void SaveDensity(string path, ContinuousFlow flow, Generator g)
     {
         const int n = 64;
@@ -195,18 +189,16 @@ internal static class Evaluate
                 grid[2 * (r * n + c)] = (float)(-4 + 8.0 * (c + 0.5) / n);
                 grid[2 * (r * n + c) + 1] = (float)(4 - 8.0 * (r + 0.5) / n);
             }
-        var logp = flow.LogLikelihood(Tensor.FromArray(grid, n * n, 2), g).ToDoubleArray();
-        double max = logp.Max();
-        var image = logp.Select(v => (float)(2 * Math.Exp(v - max) - 1)).ToArray();
-        ImageGrid.Save(path, image, 1, 1, n, n, 1, 1, scale: 6);
+        var density = flow.LogLikelihood(Tensor.FromArray(grid, n * n, 2), g).ToDoubleArray().Select(Math.Exp).ToArray();
+        DensityPlot.Save(path, "learned density p(x) of the CNF", density, n, new AxisRange(-4, 4), "p(x)");
     }
 
     /// <summary>Accuracy of a noisy classifier on the MNIST test split at a few noise levels.</summary>
-    public static void ClassifierReport(RunModel run, NoisyClassifier classifier, Generator g)
+    public static void ClassifierReport(DiffusionModel model, NoisyClassifier classifier, Generator g)
     {
         using var noGrad = Autograd.NoGrad();
-        var test = Training.Data.Mnist.LoadBundled(MnistSplit.Test);
-        var schedule = run.Schedule!;
+        using var test = Mnist.LoadBundled(MnistSplit.Test);
+        var schedule = model.Schedule!;
         foreach (int t in new[] { 0, schedule.Steps / 4, schedule.Steps / 2 })
         {
             using var scope = TensorScope.Begin();
@@ -222,8 +214,8 @@ internal static class Evaluate
                 for (int i = 0; i < b; i++)
                 {
                     int best = 0;
-                    for (int k = 1; k < Training.Data.Mnist.Classes; k++)
-                        if (logits[i * Training.Data.Mnist.Classes + k] > logits[i * Training.Data.Mnist.Classes + best]) best = k;
+                    for (int k = 1; k < Mnist.Classes; k++)
+                        if (logits[i * Mnist.Classes + k] > logits[i * Mnist.Classes + best]) best = k;
                     if (best == test.Labels[start + i]) correct++;
                     total++;
                 }
@@ -231,4 +223,10 @@ internal static class Evaluate
             Console.WriteLine($"test accuracy at DDPM step t = {t}: {100.0 * correct / total:F1}%");
         }
     }
+}
+
+/// <summary>Runs progress callbacks inline (Progress&lt;T&gt; would post them to the thread pool, out of order).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
 }

@@ -1,97 +1,53 @@
-using DiffusionCore.Engine;
-using DiffusionCore.Models.Score;
-using DiffusionCore.Sampling.Flows;
-using DiffusionCore.Sampling.Ode;
-using DiffusionCore.Sampling.Samplers;
+using System.CommandLine;
+using DiffusionCore.Cli.CommandLine;
+using DiffusionCore.Pipelines;
 
 namespace DiffusionCore.Cli.Runs;
 
-/// <summary>The samplers the CLI offers, and which apply to which trained process.</summary>
-internal static class SamplerChoice
+/// <summary>
+/// The CLI's sampler options (--sampler, --steps, --eta): their names, help and defaults come from
+/// <see cref="SamplerCatalog"/>, and an option the chosen sampler ignores is an error. The one place where the CLI
+/// meets the samplers.
+/// </summary>
+internal sealed class SamplerChoice
 {
-    public static readonly string[] Names = ["ddpm", "ddim", "als", "em", "pc", "ode", "ode-heun", "ode-rk4", "ode-rk45", "dpm2m", "flow"];
+    public Option<string?> Sampler { get; } = Choice();
 
-    /// <summary>The sampler used when none is named: each process's own.</summary>
-    public static string Default(RunModel run) => run.Config.Objective switch
-    {
-        "ddpm" or "ddpm-vlb" => "ddpm",
-        "ncsn" or "ssm" => "als",
-        "cnf" => "flow",
-        "ve" => "pc",
-        _ => "em",
-    };
+    public Option<int?> Steps { get; } = CliOptions.Int("--steps", "sampler steps, per noise level for als (default: the sampler's own; ddpm, ode-rk45 and flow take none)", 1, 100_000);
 
-    /// <summary>Default step counts: each sampler's usual setting.</summary>
-    public static int DefaultSteps(string sampler, RunModel run) => sampler switch
-    {
-        "ddpm" => run.Schedule?.Steps ?? 1000,
-        "ddim" => 50,
-        "als" => 100,
-        "em" or "pc" => 1000,
-        "dpm2m" => 20,
-        _ => 100,
-    };
+    public Option<double?> Eta { get; } = CliOptions.Double("--eta", "DDIM's eta: 0 deterministic, 1 DDPM-like (ddim only)", 0, 1);
 
-    /// <summary>What the sampler reports as progress: its steps (per level for annealed Langevin, all levels counted).</summary>
-    public static int Expected(string sampler, int steps, RunModel run) => sampler switch
+    // The option's help lists every sampler with its one-line summary.
+    private static Option<string?> Choice()
     {
-        "ddpm" => run.Schedule?.Steps ?? steps,
-        "als" => (run.Sigmas?.Count ?? 1) * steps,
-        "ode-rk45" or "flow" => 1,
-        _ => steps,
-    };
-
-    /// <summary>
-    /// Draws samples of <paramref name="shape"/> (batch axis first) with the named sampler.
-    /// <paramref name="model"/> is the (possibly guided) score model; <paramref name="steps"/> means steps
-    /// (per level for annealed Langevin). Returns the samples and a one-line description with the NFE.
-    /// </summary>
-    public static (Tensor Samples, string Description) Sample(RunModel run, ScoreModel model, string sampler, int[] shape, int steps,
-        double eta, Generator g, int[]? labels, IProgress<int>? progress, CancellationToken cancel)
-    {
-        if (!Names.Contains(sampler)) throw new UsageException($"--sampler '{sampler}' is unknown; expected one of {string.Join(", ", Names)}");
-        if (sampler == "flow")
-        {
-            if (run.Network is not Models.Networks.Cnf.CnfDynamics dynamics) throw new UsageException("--sampler flow needs a cnf-2d checkpoint");
-            var flow = new ContinuousFlow(dynamics);
-            var x = flow.Sample(shape[0], g);
-            return (x, $"CNF decode with RK45 ({flow.LastStatistics?.FunctionEvaluations} NFE)");
-        }
-        switch (sampler)
-        {
-            case "ddpm":
-                return (DdpmAncestral.Sample(model, NeedSchedule(run, sampler), shape, g, labels: labels, progress: progress, cancellationToken: cancel),
-                    $"DDPM ancestral, {run.Schedule!.Steps} steps");
-            case "ddim":
-                return (Ddim.Sample(model, NeedSchedule(run, sampler), shape, g, steps, eta, labels, progress, cancel, clipDenoised: run.Config.IsImage ? 1.0 : null),
-                    $"DDIM (eta {eta}{(run.Config.IsImage ? ", x0 clipped to [-1, 1]" : "")}), {steps} steps");
-            case "als":
-                if (run.Sigmas is null) throw new UsageException($"--sampler als needs an NCSN-trained model (--objective ncsn or ssm); this one was trained with {run.Config.Objective}");
-                return (AnnealedLangevin.Sample(model, run.Sigmas, shape, g, steps, labels: labels, progress: progress, cancellationToken: cancel),
-                    $"annealed Langevin, {run.Sigmas.Count} levels x {steps} steps");
-        }
-        var sde = run.ContinuousSde ?? throw new UsageException($"--sampler {sampler} needs a continuous SDE; a {run.Config.Objective} model ({run.Config.Schedule} schedule, {run.Config.Timesteps} steps) has none; use {Default(run)}");
-        switch (sampler)
-        {
-            case "em":
-                return (EulerMaruyama.Sample(model, sde, shape, g, steps, labels: labels, progress: progress, cancellationToken: cancel), $"reverse-SDE Euler-Maruyama ({sde.Name}), {steps} steps");
-            case "pc":
-                return (PredictorCorrector.Sample(model, sde, shape, g, steps, labels: labels, progress: progress, cancellationToken: cancel),
-                    $"predictor-corrector ({sde.Name}, reverse diffusion + 1 Langevin corrector, snr 0.16), {steps} steps, {2 * steps} NFE");
-            case "dpm2m":
-                return (DpmSolverPlusPlus2M.Sample(model, sde, shape, g, steps, labels: labels, progress: progress, cancellationToken: cancel), $"DPM-Solver++(2M) ({sde.Name}), {steps} steps");
-        }
-        var solver = sampler switch
-        {
-            "ode" => OdeSolverOptions.Fixed(OdeMethod.Euler, steps),
-            "ode-heun" => OdeSolverOptions.Fixed(OdeMethod.Heun, steps),
-            "ode-rk4" => OdeSolverOptions.Fixed(OdeMethod.Rk4, steps),
-            _ => OdeSolverOptions.Adaptive(1e-5, 1e-5),
-        };
-        var result = ProbabilityFlow.Sample(model, sde, shape, g, solver, labels: labels, progress: progress, cancellationToken: cancel);
-        return (result.Samples, $"probability-flow ODE ({sde.Name}, {solver.Method}), {result.Statistics.FunctionEvaluations} NFE");
+        var option = CliOptions.Choice("--sampler", "the sampler (default: the model's own)", SamplerCatalog.Names);
+        option.Description = "the sampler (default: the model's own):" + string.Concat(SamplerCatalog.All.Select(s => $"{Environment.NewLine}  {s.Name,-9} {s.Summary}"));
+        return option;
     }
 
-    private static Models.Processes.DdpmSchedule NeedSchedule(RunModel run, string sampler) => run.Schedule
-        ?? throw new UsageException($"--sampler {sampler} needs a discrete DDPM model (--objective ddpm or ddpm-vlb); this one was trained with {run.Config.Objective}");
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Sampler);
+        command.Options.Add(Steps);
+        command.Options.Add(Eta);
+    }
+
+    /// <summary>The generation settings the options ask for, checked against the model.</summary>
+    /// <exception cref="UsageException">The sampler does not apply to the model, or an option given is one it ignores.</exception>
+    public GenerationOptions Read(ParseResult result, DiffusionModel model, GenerationOptions start)
+    {
+        string sampler = result.GetValue(Sampler) ?? SamplerCatalog.DefaultFor(model);
+        var info = SamplerCatalog.Get(sampler);
+        if (SamplerCatalog.Unsuitable(sampler, model) is { } reason) throw new UsageException($"--sampler {sampler}: {reason}");
+        int? steps = result.GetValue(Steps);
+        if (steps is not null && !info.TakesSteps)
+        {
+            throw new UsageException(sampler == "ddpm"
+                ? $"--steps does not apply to --sampler ddpm, which runs all {model.Schedule?.Steps} steps of the model's schedule; use --sampler ddim --steps N for fewer"
+                : $"--steps does not apply to --sampler {sampler}, whose adaptive solver picks its own steps");
+        }
+        double? eta = result.GetValue(Eta);
+        if (eta is not null && !info.TakesEta) throw new UsageException($"--eta applies to --sampler ddim only, not {sampler}");
+        return start with { Sampler = sampler, Steps = steps, Eta = eta ?? 0 };
+    }
 }

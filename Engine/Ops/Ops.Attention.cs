@@ -1,3 +1,5 @@
+using DiffusionCore.Kernels;
+
 namespace DiffusionCore.Engine;
 
 public static partial class Ops
@@ -6,11 +8,13 @@ public static partial class Ops
     /// Scaled-dot-product attention, o = softmax(scale · q kᵀ) v per sequence (Vaswani et al. 2017, eq. 1), for
     /// q, k, v of one shape [B, N, D] (B sequences, e.g. batch × heads; N tokens; D head width). The scale defaults
     /// to 1/sqrt(D).
+    /// B and N may be 0 (an empty result and empty gradients).
     /// <para>
-    /// Forward and first-order backward are the tiled kernels (FlashAttention-2, Dao 2023): the N × N score matrix
-    /// is never stored, only the row log-sum-exp. When the backward pass is itself recorded (createGraph), the
-    /// gradient is instead taken through <see cref="AttentionComposite"/>, the same function built from MatMul and
-    /// Softmax, so it can be differentiated again.
+    /// On a backend with <see cref="IAttentionKernels"/>, forward and first-order backward are the tiled kernels
+    /// (FlashAttention-2, Dao 2023): the N × N score matrix is never stored, only the row log-sum-exp. When the backward
+    /// pass is itself recorded (createGraph), the gradient is instead taken through <see cref="AttentionComposite"/>, the
+    /// same function built from MatMul and Softmax, so it can be differentiated again; a backend without the kernels
+    /// runs the composite throughout.
     /// </para>
     /// </summary>
     public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, double? scale = null)
@@ -18,9 +22,10 @@ public static partial class Ops
         const string op = "ScaledDotProductAttention";
         var (b, n, d) = AttentionShape(op, q, k, v, scale);
         double s = scale ?? 1.0 / Math.Sqrt(d);
+        if (q.Backend.GetCapability<IAttentionKernels>() is not { } kernels) return AttentionComposite(q, k, v, s);
         var o = NewLike(q);
         var lse = NewLike(q, [b, n]);
-        q.Backend.AttentionForward(b, n, d, s, q.Buffer, k.Buffer, v.Buffer, o.Buffer, lse.Buffer);
+        kernels.AttentionForward(b, n, d, s, q.Buffer, k.Buffer, v.Buffer, o.Buffer, lse.Buffer);
         Tensor[] inputs = [q, k, v];
         if (!Autograd.IsRecording || !inputs.Any(t => t.TracksGrad))
         {
@@ -36,7 +41,7 @@ public static partial class Ops
             var dq = NewLike(q);
             var dk = NewLike(k);
             var dv = NewLike(v);
-            q.Backend.AttentionBackward(b, n, d, s, q.Buffer, k.Buffer, v.Buffer, saved.Buffer, lse.Buffer,
+            kernels.AttentionBackward(b, n, d, s, q.Buffer, k.Buffer, v.Buffer, saved.Buffer, lse.Buffer,
                 g.Buffer, dq.Buffer, dk.Buffer, dv.Buffer);
             return KeepTracked(inputs, [dq, dk, dv]);
         });

@@ -1,3 +1,5 @@
+using DiffusionCore.Kernels;
+
 namespace DiffusionCore.Engine;
 
 public static partial class Ops
@@ -7,20 +9,23 @@ public static partial class Ops
     /// each sample's channels are split into <paramref name="groups"/> groups of C/groups channels, each group is
     /// normalised by its own mean and biased variance, xhat = (x - μ) / sqrt(σ² + eps), then y = gamma[c] xhat + beta[c];
     /// with <paramref name="fuseSilu"/> y is followed by SiLU, y·sigmoid(y), in the same kernel.
+    /// N may be 0 (an empty result, zero gradients for gamma and beta).
     /// <para>
-    /// Forward and first-order backward are the fused kernels (the backward reads the mean and 1/σ saved by the
-    /// forward). When the backward pass is itself recorded (createGraph), the gradient is instead taken through
-    /// <see cref="GroupNormComposite"/>, the same function built from differentiable ops, so it can be differentiated again.
+    /// On a backend with <see cref="IGroupNormKernels"/>, forward and first-order backward are the fused kernels (the
+    /// backward reads the mean and 1/σ saved by the forward). When the backward pass is itself recorded (createGraph),
+    /// the gradient is instead taken through <see cref="GroupNormComposite"/>, the same function built from
+    /// differentiable ops, so it can be differentiated again; a backend without the kernels runs the composite throughout.
     /// </para>
     /// </summary>
     public static Tensor GroupNorm(Tensor x, int groups, Tensor gamma, Tensor beta, double eps = 1e-5, bool fuseSilu = false)
     {
         string op = fuseSilu ? "GroupNormSilu" : "GroupNorm";
         var (n, c, spatial) = GroupNormShape(op, x, groups, gamma, beta, eps);
+        if (x.Backend.GetCapability<IGroupNormKernels>() is not { } kernels) return GroupNormComposite(x, groups, gamma, beta, eps, fuseSilu);
         var y = NewLike(x);
         var mean = NewLike(x, [n, groups]);
         var rstd = NewLike(x, [n, groups]);
-        x.Backend.GroupNormForward(n, c, spatial, groups, eps, x.Buffer, gamma.Buffer, beta.Buffer, y.Buffer, mean.Buffer, rstd.Buffer, fuseSilu);
+        kernels.GroupNormForward(n, c, spatial, groups, eps, x.Buffer, gamma.Buffer, beta.Buffer, y.Buffer, mean.Buffer, rstd.Buffer, fuseSilu);
         Tensor[] inputs = [x, gamma, beta];
         if (!Autograd.IsRecording || !inputs.Any(t => t.TracksGrad))
         {
@@ -35,7 +40,7 @@ public static partial class Ops
             var dx = NewLike(x);
             var dgamma = NewLike(gamma);
             var dbeta = NewLike(beta);
-            x.Backend.GroupNormBackward(n, c, spatial, groups, x.Buffer, gamma.Buffer, beta.Buffer, mean.Buffer, rstd.Buffer,
+            kernels.GroupNormBackward(n, c, spatial, groups, x.Buffer, gamma.Buffer, beta.Buffer, mean.Buffer, rstd.Buffer,
                 g.Buffer, dx.Buffer, dgamma.Buffer, dbeta.Buffer, fuseSilu);
             return KeepTracked(inputs, [dx, dgamma, dbeta]);
         });

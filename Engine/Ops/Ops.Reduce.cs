@@ -42,7 +42,7 @@ public static partial class Ops
         return current;
     }
 
-    /// <summary>Sum over <paramref name="axes"/> (all when null); the gradient broadcasts back.</summary>
+    /// <summary>Sum over <paramref name="axes"/> (all when null); the gradient broadcasts back. An empty axis sums to 0.</summary>
     public static Tensor Sum(Tensor x, int[]? axes = null, bool keepDim = false)
     {
         var ax = NormalizeAxes("Sum", x, axes);
@@ -52,17 +52,22 @@ public static partial class Ops
         return Autograd.Record(y, "Sum", [x], g => [Expand(Reshape(g, keptShape), x.Shape)]);
     }
 
-    /// <summary>Mean over <paramref name="axes"/> (all when null).</summary>
+    /// <summary>
+    /// Mean over <paramref name="axes"/> (all when null). The mean over an empty axis is 0/0 = NaN, as in NumPy and
+    /// torch; its gradient (with respect to no element) is empty.
+    /// </summary>
     public static Tensor Mean(Tensor x, int[]? axes = null, bool keepDim = false)
     {
         var ax = NormalizeAxes("Mean", x, axes);
         long n = 1;
         foreach (int a in ax) n *= x.Shape[a];
-        if (n == 0) throw new TensorException("Mean", $"mean over an empty axis of shape {ShapeUtil.Format(x.Shape)}");
-        return Scale(Sum(x, ax, keepDim), 1.0 / n);
+        return Scale(Sum(x, ax, keepDim), n == 0 ? double.NaN : 1.0 / n);
     }
 
-    /// <summary>Maximum over <paramref name="axes"/>; the gradient is shared equally among tied maxima.</summary>
+    /// <summary>
+    /// Maximum over <paramref name="axes"/>; the gradient is shared equally among tied maxima. An empty axis has no
+    /// maximum: an error, as in torch.
+    /// </summary>
     public static Tensor Max(Tensor x, int[]? axes = null, bool keepDim = false)
     {
         var ax = NormalizeAxes("Max", x, axes);

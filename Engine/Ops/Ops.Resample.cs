@@ -1,3 +1,5 @@
+using DiffusionCore.Kernels;
+
 namespace DiffusionCore.Engine;
 
 public static partial class Ops
@@ -11,8 +13,11 @@ public static partial class Ops
         const string op = "UpsampleNearest2x";
         RequireNchw(op, x);
         int n = x.Shape[0], c = x.Shape[1], h = x.Shape[2], w = x.Shape[3];
+        // Without the fused kernel: each pixel broadcast over a 2 x 2 block, whose gradient is the block sum.
+        if (x.Backend.GetCapability<IResampleKernels>() is not { } kernels)
+            return Reshape(Expand(Reshape(x, n, c, h, 1, w, 1), [n, c, h, 2, w, 2]), n, c, 2 * h, 2 * w);
         var y = NewLike(x, [n, c, 2 * h, 2 * w]);
-        x.Backend.UpsampleNearest2x(n, c, h, w, x.Buffer, y.Buffer);
+        kernels.UpsampleNearest2x(n, c, h, w, x.Buffer, y.Buffer);
         return Autograd.Record(y, op, [x], g => [UpsampleNearest2xBackward(g)]);
     }
 
@@ -28,8 +33,9 @@ public static partial class Ops
         if (dy.Shape[2] % 2 != 0 || dy.Shape[3] % 2 != 0)
             throw new TensorException(op, $"needs even height and width, got {ShapeUtil.Format(dy.Shape)}");
         int n = dy.Shape[0], c = dy.Shape[1], h = dy.Shape[2] / 2, w = dy.Shape[3] / 2;
+        if (dy.Backend.GetCapability<IResampleKernels>() is not { } kernels) return BlockSum(dy, 2);
         var dx = NewLike(dy, [n, c, h, w]);
-        dy.Backend.UpsampleNearest2xBackward(n, c, h, w, dy.Buffer, dx.Buffer);
+        kernels.UpsampleNearest2xBackward(n, c, h, w, dy.Buffer, dx.Buffer);
         return Autograd.Record(dx, op, [dy], g => [UpsampleNearest2x(g)]);
     }
 
@@ -44,8 +50,9 @@ public static partial class Ops
         if (k < 1 || x.Shape[2] % k != 0 || x.Shape[3] % k != 0)
             throw new TensorException(op, $"window {k} must be >= 1 and divide the height and width of {ShapeUtil.Format(x.Shape)}");
         int n = x.Shape[0], c = x.Shape[1], h = x.Shape[2], w = x.Shape[3];
+        if (x.Backend.GetCapability<IResampleKernels>() is not { } kernels) return Scale(BlockSum(x, k), 1.0 / (k * k));
         var y = NewLike(x, [n, c, h / k, w / k]);
-        x.Backend.AvgPool2d(n, c, h, w, k, x.Buffer, y.Buffer);
+        kernels.AvgPool2d(n, c, h, w, k, x.Buffer, y.Buffer);
         return Autograd.Record(y, op, [x], g => [AvgPool2dBackward(g, k)]);
     }
 
@@ -59,9 +66,18 @@ public static partial class Ops
         RequireNchw(op, dy);
         if (k < 1) throw new TensorException(op, $"window {k} must be >= 1 for {ShapeUtil.Format(dy.Shape)}");
         int n = dy.Shape[0], c = dy.Shape[1], h = dy.Shape[2] * k, w = dy.Shape[3] * k;
+        if (dy.Backend.GetCapability<IResampleKernels>() is not { } kernels)
+            return Scale(Reshape(Expand(Reshape(dy, n, c, h / k, 1, w / k, 1), [n, c, h / k, k, w / k, k]), n, c, h, w), 1.0 / (k * k));
         var dx = NewLike(dy, [n, c, h, w]);
-        dy.Backend.AvgPool2dBackward(n, c, h, w, k, dy.Buffer, dx.Buffer);
+        kernels.AvgPool2dBackward(n, c, h, w, k, dy.Buffer, dx.Buffer);
         return Autograd.Record(dx, op, [dy], g => [AvgPool2d(g, k)]);
+    }
+
+    /// <summary>Sums of the k x k blocks of NCHW x, [N, C, H/k, W/k]: x viewed as [N, C, H/k, k, W/k, k] summed over the two k axes.</summary>
+    private static Tensor BlockSum(Tensor x, int k)
+    {
+        int n = x.Shape[0], c = x.Shape[1], h = x.Shape[2] / k, w = x.Shape[3] / k;
+        return Sum(Reshape(x, n, c, h, k, w, k), [3, 5]);
     }
 
     private static void RequireNchw(string op, Tensor x)

@@ -1,14 +1,33 @@
+using DiffusionCore.Kernels;
+
 namespace DiffusionCore.Engine;
 
 public static partial class Ops
 {
+    /// <summary>
+    /// Softmax (or log-softmax) of each row of x over its last axis, outside the graph: the fused kernel where the
+    /// backend has <see cref="ISoftmaxKernels"/>, else the same stable algorithm from primitives, with m the row max,
+    /// softmax = exp(x - m) / Σ exp(x - m) and log-softmax = (x - m) - log Σ exp(x - m).
+    /// </summary>
     private static Tensor SoftmaxLastAxis(Tensor x, bool log)
     {
         int cols = x.Rank == 0 ? 1 : x.Shape[^1];
         int rows = cols == 0 ? 0 : (int)(x.Count / cols);
-        var y = NewLike(x);
-        x.Backend.Softmax(x.Buffer, y.Buffer, rows, cols, log);
-        return y;
+        if (x.Backend.GetCapability<ISoftmaxKernels>() is { } kernels)
+        {
+            var y = NewLike(x);
+            kernels.Softmax(x.Buffer, y.Buffer, rows, cols, log);
+            return y;
+        }
+        if (x.Count == 0) return NewLike(x);
+        using var _ = Autograd.NoGrad();
+        using var scope = TensorScope.Begin();
+        var rowsView = Reshape(x, rows, cols);
+        var shifted = Sub(rowsView, Max(rowsView, [1], keepDim: true));
+        var exp = Exp(shifted);
+        var sum = Sum(exp, [1], keepDim: true);
+        var result = log ? Sub(shifted, Log(sum)) : Div(exp, sum);
+        return scope.Keep(ReshapeStorage(result, x.Shape));
     }
 
     private static Tensor MoveAxisLast(Tensor x, int axis, out int[]? back)

@@ -4,7 +4,8 @@ namespace DiffusionCore.Engine.Optim;
 
 /// <summary>
 /// Adam (Kingma and Ba 2015) and, with <c>decoupledWeightDecay</c>, AdamW (Loshchilov and Hutter 2019).
-/// Each step is one fused kernel per parameter.
+/// Each step is one fused kernel per parameter where the backend has <see cref="IOptimizerKernels"/>, else the same
+/// formula from elementwise ops.
 /// </summary>
 public sealed class Adam : Optimizer
 {
@@ -50,7 +51,7 @@ public sealed class Adam : Optimizer
     {
         var step = new AdamStep(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, Decoupled,
             1.0 - Math.Pow(Beta1, StepCount), 1.0 - Math.Pow(Beta2, StepCount));
-        p.Device.Backend.AdamUpdate(p.Buffer, g.Buffer, _m[index].Buffer, _v[index].Buffer, p.Count, step);
+        ParameterUpdates.Adam(p, g, _m[index], _v[index], step);
     }
 
     /// <inheritdoc />

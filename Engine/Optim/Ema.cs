@@ -41,7 +41,7 @@ public sealed class Ema
     {
         double decay = CurrentDecay;
         for (int i = 0; i < Parameters.Count; i++)
-            Parameters[i].Device.Backend.Axpby(Parameters[i].Buffer, Shadow[i].Buffer, Parameters[i].Count, 1.0 - decay, decay);
+            ParameterUpdates.Axpby(Parameters[i], Shadow[i], 1.0 - decay, decay);
         Updates++;
     }
 

@@ -23,17 +23,16 @@ public sealed class Sgd : Optimizer
     /// <inheritdoc />
     protected override void Update(int index, Tensor p, Tensor g)
     {
-        var backend = p.Device.Backend;
         if (_velocity is null)
         {
-            if (WeightDecay != 0.0) backend.Axpby(p.Buffer, p.Buffer, p.Count, -LearningRate * WeightDecay, 1.0);
-            backend.Axpby(g.Buffer, p.Buffer, p.Count, -LearningRate, 1.0);
+            if (WeightDecay != 0.0) ParameterUpdates.Axpby(p, p, -LearningRate * WeightDecay, 1.0);
+            ParameterUpdates.Axpby(g, p, -LearningRate, 1.0);
             return;
         }
         var v = _velocity[index];
-        backend.Axpby(g.Buffer, v.Buffer, p.Count, 1.0, Momentum);
-        if (WeightDecay != 0.0) backend.Axpby(p.Buffer, v.Buffer, p.Count, WeightDecay, 1.0);
-        backend.Axpby(v.Buffer, p.Buffer, p.Count, -LearningRate, 1.0);
+        ParameterUpdates.Axpby(g, v, 1.0, Momentum);
+        if (WeightDecay != 0.0) ParameterUpdates.Axpby(p, v, WeightDecay, 1.0);
+        ParameterUpdates.Axpby(v, p, -LearningRate, 1.0);
     }
 
     /// <inheritdoc />

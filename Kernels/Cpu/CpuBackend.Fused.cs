@@ -1,52 +1,32 @@
-using System.Numerics;
+using DiffusionCore.Kernels.Elementwise;
+using DiffusionCore.Kernels.Optim;
 
 namespace DiffusionCore.Kernels.Cpu;
 
-// The fused sampler update and the Hutchinson per-sample dot product: plain loops split over the cores, the
-// references of the ILGPU kernels (SamplerUpdateOp, ReduceIlgpu.RowDot).
+// The row softmax and the fused optimizer updates, on ReduceCpu and OptimCpu; arguments checked by their bases.
 public sealed partial class CpuBackend
 {
-    /// <inheritdoc />
-    public void SamplerUpdate(DeviceBuffer x, DeviceBuffer eps, DeviceBuffer? z, long count, double a, double b, double c)
+    private sealed class CpuSoftmax(CpuBackend backend) : SoftmaxKernels<CpuBuffer>(backend)
     {
-        const string kernel = "SamplerUpdate";
-        var (bx, be) = Pair(kernel, x, eps, count);
-        var bz = z is null ? null : Own(z, kernel);
-        if (bz is not null)
+        protected override void Softmax(CpuBuffer x, CpuBuffer y, int rows, int cols, bool log)
         {
-            SameType(kernel, bx, bz);
-            if (count > bz.Length) throw new KernelException(kernel, $"count {count} exceeds the noise buffer's {bz.Length} elements");
+            if (x.DType == DType.Float32) ReduceCpu.Softmax(x.Float32Array, y.Float32Array, rows, cols, log);
+            else ReduceCpu.Softmax(x.Float64Array, y.Float64Array, rows, cols, log);
         }
-        if (bx.DType == DType.Float32)
-            SamplerUpdate(bx.Float32Array, be.Float32Array, bz?.Float32Array, count, (float)a, (float)b, (float)c);
-        else
-            SamplerUpdate(bx.Float64Array, be.Float64Array, bz?.Float64Array, count, a, b, c);
     }
 
-    private static void SamplerUpdate<T>(T[] x, T[] eps, T[]? z, long count, T a, T b, T c) where T : unmanaged, IFloatingPointIeee754<T>
-        => CpuParallel.For(count, 1 << 15, (s, e) =>
-        {
-            if (z is null) for (long i = s; i < e; i++) x[i] = a * x[i] + b * eps[i];
-            else for (long i = s; i < e; i++) x[i] = a * x[i] + b * eps[i] + c * z[i];
-        });
-
-    /// <inheritdoc />
-    public void HutchinsonDot(DeviceBuffer probe, DeviceBuffer v, DeviceBuffer y, int batch, int length)
+    private sealed class CpuOptimizer(CpuBackend backend) : OptimizerKernels<CpuBuffer>(backend)
     {
-        const string kernel = "HutchinsonDot";
-        if (batch < 0 || length < 0) throw new KernelException(kernel, $"negative shape [{batch}, {length}]");
-        var (bp, bv) = Pair(kernel, probe, v, (long)batch * length);
-        var by = Own(y, kernel);
-        SameType(kernel, bp, by);
-        if (by.Length < batch) throw new KernelException(kernel, $"output holds {by.Length} elements, {batch} samples need {batch}");
-        if (bp.DType == DType.Float32) RowDot(bp.Float32Array, bv.Float32Array, by.Float32Array, batch, length);
-        else RowDot(bp.Float64Array, bv.Float64Array, by.Float64Array, batch, length);
-    }
-
-    private static void RowDot<T>(T[] a, T[] b, T[] y, int batch, int length) where T : unmanaged, IFloatingPointIeee754<T>
-        => CpuParallel.For(batch, Math.Max(1, (1 << 15) / Math.Max(1, length)), (s, e) =>
+        protected override void Axpby(CpuBuffer x, CpuBuffer y, long count, double alpha, double beta)
         {
-            for (long r = s; r < e; r++)
-                y[r] = System.Numerics.Tensors.TensorPrimitives.Dot<T>(a.AsSpan((int)(r * length), length), b.AsSpan((int)(r * length), length));
-        });
+            if (x.DType == DType.Float32) OptimCpu.Axpby(x.Float32Array, y.Float32Array, count, (float)alpha, (float)beta);
+            else OptimCpu.Axpby(x.Float64Array, y.Float64Array, count, alpha, beta);
+        }
+
+        protected override void AdamUpdate(CpuBuffer p, CpuBuffer g, CpuBuffer m, CpuBuffer v, long count, AdamStep step)
+        {
+            if (p.DType == DType.Float32) OptimCpu.Adam(p.Float32Array, g.Float32Array, m.Float32Array, v.Float32Array, count, step);
+            else OptimCpu.Adam(p.Float64Array, g.Float64Array, m.Float64Array, v.Float64Array, count, step);
+        }
+    }
 }

@@ -310,23 +310,3 @@ public struct WhereOp<T> : ITernaryOp<T> where T : unmanaged, IFloatingPointIeee
     /// <inheritdoc />
     public readonly T Apply(T cond, T a, T b) => cond != T.Zero ? a : b;
 }
-
-/// <summary>
-/// wx * x + we * eps + wz * z: one sampler step in a single pass, e.g. DDPM's ancestral update
-/// x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) + sigma_t z (Ho et al. 2020, Algorithm 2)
-/// or an Euler-Maruyama step of a reverse SDE.
-/// </summary>
-public struct SamplerUpdateOp<T> : ITernaryOp<T> where T : unmanaged, IFloatingPointIeee754<T>
-{
-    /// <summary>Weight of x.</summary>
-    public T WeightX;
-
-    /// <summary>Weight of the model output eps.</summary>
-    public T WeightEps;
-
-    /// <summary>Weight of the fresh noise z.</summary>
-    public T WeightZ;
-
-    /// <inheritdoc />
-    public readonly T Apply(T x, T eps, T z) => WeightX * x + WeightEps * eps + WeightZ * z;
-}

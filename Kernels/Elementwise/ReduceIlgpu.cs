@@ -85,27 +85,6 @@ public static class ReduceIlgpu
     }
 
     /// <summary>
-    /// Group kernel for per-sample dot products over [rows, length] operands: group g computes part (g % splits) of
-    /// row g / splits, y[g] = Σ_{j in part} a[row, j] b[row, j]. Hutchinson's estimator (Hutchinson 1989; used for
-    /// the divergence in FFJORD, Grathwohl et al. 2019, and in sliced score matching, Song et al. 2019) reduces
-    /// eps · (Jᵀ eps) per sample this way; with splits &gt; 1 a <see cref="ReduceRows{T, TOp}"/> pass sums the parts.
-    /// </summary>
-    [IlgpuKernel(KernelGrouping.Explicit)]
-    public static void RowDot<T>(ArrayView<T> a, ArrayView<T> b, ArrayView<T> y, int length, int splits, int chunk)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var shared = SharedMemory.Allocate<T>(MaxGroupSize);
-        int g = Grid.IdxX;
-        long row = (long)(g / splits) * length;
-        int j0 = g % splits * chunk;
-        int j1 = length - j0 < chunk ? length : j0 + chunk;
-        T acc = T.Zero;
-        for (int j = j0 + Group.IdxX; j < j1; j += Group.DimX) acc += a[row + j] * b[row + j];
-        acc = GroupReduce<T, SumOp<T>>(acc, shared);
-        if (Group.IdxX == 0) y[g] = acc;
-    }
-
-    /// <summary>
     /// Tree reduction of one value per thread over the group (Group.DimX must be a power of two), through
     /// <paramref name="shared"/>; every thread gets the result. Ends with a barrier so the scratch can be reused.
     /// </summary>

@@ -7,7 +7,7 @@ using ILGPU;
 
 namespace DiffusionCore.Kernels.Ilgpu;
 
-// The image primitives (conv, group norm, resampling, attention) as ILGPU kernels: Conv2dIlgpu, GroupNormIlgpu,
+// The image capabilities (conv, group norm, resampling, attention) as ILGPU kernels: Conv2dIlgpu, GroupNormIlgpu,
 // AttentionIlgpu (float32 only: their tiles, shared-memory layouts and warp shuffles are written for float) and
 // ResampleIlgpu (float and double). Each loader is created on the first call that needs it (so a backend that never
 // convolves never compiles the conv kernels), compiles its kernels through this backend's IlgpuKernelCache (compile
@@ -16,6 +16,7 @@ namespace DiffusionCore.Kernels.Ilgpu;
 // KernelException, as Gemm does.
 // float64 conv, group norm and attention (used by the gradient checks, never in training) keep the host path:
 // inputs are downloaded, CpuBackend computes in float64, outputs are uploaded, one round trip per call.
+// The checked bases (ConvolutionKernels and the others) have validated every size and buffer before these run.
 public sealed partial class IlgpuBackend
 {
     private readonly Lazy<Conv2dIlgpu.Kernels> _conv;
@@ -23,139 +24,128 @@ public sealed partial class IlgpuBackend
     private readonly Lazy<AttentionIlgpu.Kernels> _attention;
     private readonly Lazy<ResampleIlgpu.Kernels> _resample;
 
-    private Conv2dIlgpu.Kernels Conv => _conv.Value;
-
-    private GroupNormIlgpu.Kernels GroupNorm => _groupNorm.Value;
-
-    private AttentionIlgpu.Kernels Attention => _attention.Value;
-
-    private ResampleIlgpu.Kernels Resample => _resample.Value;
-
-    /// <inheritdoc />
-    public void Conv2dForward(Conv2dShape shape, DeviceBuffer x, DeviceBuffer w, DeviceBuffer? bias, DeviceBuffer y)
+    private sealed class IlgpuConvolution : ConvolutionKernels<IlgpuBuffer>
     {
-        const string kernel = "Conv2dForward";
-        if (IsFloat32(kernel, bias is null ? [x, w, y] : [x, w, bias, y]))
-            Conv.Forward(Stream, shape, F(x, kernel), F(w, kernel), bias is null ? ArrayView<float>.Empty : F(bias, kernel), F(y, kernel));
-        else
-            Staged(kernel, bias is null ? [x, w] : [x, w, bias], [y], (cpu, i, o) => cpu.Conv2dForward(shape, i[0], i[1], bias is null ? null : i[2], o[0]));
+        private readonly IlgpuBackend _b;
+
+        public IlgpuConvolution(IlgpuBackend backend) : base(backend) => _b = backend;
+
+        protected override void Forward(Conv2dShape shape, IlgpuBuffer x, IlgpuBuffer w, IlgpuBuffer? bias, IlgpuBuffer y)
+        {
+            if (x.DType == DType.Float32)
+                _b._conv.Value.Forward(_b.Stream, shape, x.View<float>(), w.View<float>(), bias is null ? ArrayView<float>.Empty : bias.View<float>(), y.View<float>());
+            else
+                _b.Staged(bias is null ? [x, w] : [x, w, bias], [y], (i, o) => Host<IConvolutionKernels>().Conv2dForward(shape, i[0], i[1], bias is null ? null : i[2], o[0]));
+        }
+
+        protected override void BackwardInput(Conv2dShape shape, IlgpuBuffer dy, IlgpuBuffer w, IlgpuBuffer dx)
+        {
+            if (dy.DType == DType.Float32)
+                _b._conv.Value.BackwardInput(_b.Stream, shape, dy.View<float>(), w.View<float>(), dx.View<float>());
+            else
+                _b.Staged([dy, w], [dx], (i, o) => Host<IConvolutionKernels>().Conv2dBackwardInput(shape, i[0], i[1], o[0]));
+        }
+
+        protected override void BackwardWeight(Conv2dShape shape, IlgpuBuffer x, IlgpuBuffer dy, IlgpuBuffer dw, IlgpuBuffer? db)
+        {
+            if (x.DType == DType.Float32)
+                _b._conv.Value.BackwardWeight(_b.Stream, shape, x.View<float>(), dy.View<float>(), dw.View<float>(), db is null ? ArrayView<float>.Empty : db.View<float>());
+            else
+                _b.Staged([x, dy], db is null ? [dw] : [dw, db], (i, o) => Host<IConvolutionKernels>().Conv2dBackwardWeight(shape, i[0], i[1], o[0], db is null ? null : o[1]));
+        }
     }
 
-    /// <inheritdoc />
-    public void Conv2dBackwardInput(Conv2dShape shape, DeviceBuffer dy, DeviceBuffer w, DeviceBuffer dx)
+    private sealed class IlgpuGroupNorm : GroupNormKernels<IlgpuBuffer>
     {
-        const string kernel = "Conv2dBackwardInput";
-        if (IsFloat32(kernel, [dy, w, dx]))
-            Conv.BackwardInput(Stream, shape, F(dy, kernel), F(w, kernel), F(dx, kernel));
-        else
-            Staged(kernel, [dy, w], [dx], (cpu, i, o) => cpu.Conv2dBackwardInput(shape, i[0], i[1], o[0]));
+        private readonly IlgpuBackend _b;
+
+        public IlgpuGroupNorm(IlgpuBackend backend) : base(backend) => _b = backend;
+
+        protected override void Forward(int batch, int channels, int spatial, int groups, double eps,
+            IlgpuBuffer x, IlgpuBuffer gamma, IlgpuBuffer beta, IlgpuBuffer y, IlgpuBuffer mean, IlgpuBuffer rstd, bool fuseSilu)
+        {
+            if (x.DType == DType.Float32)
+                _b._groupNorm.Value.Forward(_b.Stream, batch, channels, spatial, groups, eps, x.View<float>(), gamma.View<float>(), beta.View<float>(),
+                    y.View<float>(), mean.View<float>(), rstd.View<float>(), fuseSilu);
+            else
+                _b.Staged([x, gamma, beta], [y, mean, rstd],
+                    (i, o) => Host<IGroupNormKernels>().GroupNormForward(batch, channels, spatial, groups, eps, i[0], i[1], i[2], o[0], o[1], o[2], fuseSilu));
+        }
+
+        protected override void Backward(int batch, int channels, int spatial, int groups,
+            IlgpuBuffer x, IlgpuBuffer gamma, IlgpuBuffer beta, IlgpuBuffer mean, IlgpuBuffer rstd,
+            IlgpuBuffer dy, IlgpuBuffer dx, IlgpuBuffer dgamma, IlgpuBuffer dbeta, bool fuseSilu)
+        {
+            if (x.DType == DType.Float32)
+                _b._groupNorm.Value.Backward(_b.Stream, batch, channels, spatial, groups, x.View<float>(), gamma.View<float>(), beta.View<float>(), mean.View<float>(),
+                    rstd.View<float>(), dy.View<float>(), dx.View<float>(), dgamma.View<float>(), dbeta.View<float>(), fuseSilu);
+            else
+                _b.Staged([x, gamma, beta, mean, rstd, dy], [dx, dgamma, dbeta],
+                    (i, o) => Host<IGroupNormKernels>().GroupNormBackward(batch, channels, spatial, groups, i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], fuseSilu));
+        }
     }
 
-    /// <inheritdoc />
-    public void Conv2dBackwardWeight(Conv2dShape shape, DeviceBuffer x, DeviceBuffer dy, DeviceBuffer dw, DeviceBuffer? db)
+    private sealed class IlgpuResample : ResampleKernels<IlgpuBuffer>
     {
-        const string kernel = "Conv2dBackwardWeight";
-        if (IsFloat32(kernel, db is null ? [x, dy, dw] : [x, dy, dw, db]))
-            Conv.BackwardWeight(Stream, shape, F(x, kernel), F(dy, kernel), F(dw, kernel), db is null ? ArrayView<float>.Empty : F(db, kernel));
-        else
-            Staged(kernel, [x, dy], db is null ? [dw] : [dw, db], (cpu, i, o) => cpu.Conv2dBackwardWeight(shape, i[0], i[1], o[0], db is null ? null : o[1]));
+        private readonly IlgpuBackend _b;
+
+        public IlgpuResample(IlgpuBackend backend) : base(backend) => _b = backend;
+
+        private ResampleIlgpu.Kernels Kernels => _b._resample.Value;
+
+        protected override void Upsample(int batch, int channels, int height, int width, IlgpuBuffer x, IlgpuBuffer y)
+        {
+            if (x.DType == DType.Float32) Kernels.UpsampleNearest2x(_b.Stream, batch, channels, height, width, x.View<float>(), y.View<float>());
+            else Kernels.UpsampleNearest2x(_b.Stream, batch, channels, height, width, x.View<double>(), y.View<double>());
+        }
+
+        protected override void UpsampleBackward(int batch, int channels, int height, int width, IlgpuBuffer dy, IlgpuBuffer dx)
+        {
+            if (dy.DType == DType.Float32) Kernels.UpsampleNearest2xBackward(_b.Stream, batch, channels, height, width, dy.View<float>(), dx.View<float>());
+            else Kernels.UpsampleNearest2xBackward(_b.Stream, batch, channels, height, width, dy.View<double>(), dx.View<double>());
+        }
+
+        protected override void AvgPool(int batch, int channels, int height, int width, int k, IlgpuBuffer x, IlgpuBuffer y)
+        {
+            if (x.DType == DType.Float32) Kernels.AvgPool2d(_b.Stream, batch, channels, height, width, k, x.View<float>(), y.View<float>());
+            else Kernels.AvgPool2d(_b.Stream, batch, channels, height, width, k, x.View<double>(), y.View<double>());
+        }
+
+        protected override void AvgPoolBackward(int batch, int channels, int height, int width, int k, IlgpuBuffer dy, IlgpuBuffer dx)
+        {
+            if (dy.DType == DType.Float32) Kernels.AvgPool2dBackward(_b.Stream, batch, channels, height, width, k, dy.View<float>(), dx.View<float>());
+            else Kernels.AvgPool2dBackward(_b.Stream, batch, channels, height, width, k, dy.View<double>(), dx.View<double>());
+        }
     }
 
-    /// <inheritdoc />
-    public void GroupNormForward(int batch, int channels, int spatial, int groups, double eps,
-        DeviceBuffer x, DeviceBuffer gamma, DeviceBuffer beta, DeviceBuffer y, DeviceBuffer mean, DeviceBuffer rstd, bool fuseSilu)
+    private sealed class IlgpuAttention : AttentionKernels<IlgpuBuffer>
     {
-        const string kernel = "GroupNormForward";
-        if (IsFloat32(kernel, [x, gamma, beta, y, mean, rstd]))
-            GroupNorm.Forward(Stream, batch, channels, spatial, groups, eps, F(x, kernel), F(gamma, kernel), F(beta, kernel),
-                F(y, kernel), F(mean, kernel), F(rstd, kernel), fuseSilu);
-        else
-            Staged(kernel, [x, gamma, beta], [y, mean, rstd],
-                (cpu, i, o) => cpu.GroupNormForward(batch, channels, spatial, groups, eps, i[0], i[1], i[2], o[0], o[1], o[2], fuseSilu));
+        private readonly IlgpuBackend _b;
+
+        public IlgpuAttention(IlgpuBackend backend) : base(backend) => _b = backend;
+
+        protected override void Forward(int batch, int tokens, int headDim, double scale, IlgpuBuffer q, IlgpuBuffer k, IlgpuBuffer v, IlgpuBuffer o, IlgpuBuffer lse)
+        {
+            if (q.DType == DType.Float32)
+                _b._attention.Value.Forward(_b.Stream, batch, tokens, headDim, scale, q.View<float>(), k.View<float>(), v.View<float>(), o.View<float>(), lse.View<float>());
+            else
+                _b.Staged([q, k, v], [o, lse], (i, r) => Host<IAttentionKernels>().AttentionForward(batch, tokens, headDim, scale, i[0], i[1], i[2], r[0], r[1]));
+        }
+
+        protected override void Backward(int batch, int tokens, int headDim, double scale,
+            IlgpuBuffer q, IlgpuBuffer k, IlgpuBuffer v, IlgpuBuffer o, IlgpuBuffer lse, IlgpuBuffer dO, IlgpuBuffer dq, IlgpuBuffer dk, IlgpuBuffer dv)
+        {
+            if (q.DType == DType.Float32)
+                _b._attention.Value.Backward(_b.Stream, batch, tokens, headDim, scale, q.View<float>(), k.View<float>(), v.View<float>(), o.View<float>(), lse.View<float>(),
+                    dO.View<float>(), dq.View<float>(), dk.View<float>(), dv.View<float>());
+            else
+                _b.Staged([q, k, v, o, lse, dO], [dq, dk, dv],
+                    (i, r) => Host<IAttentionKernels>().AttentionBackward(batch, tokens, headDim, scale, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1], r[2]));
+        }
     }
 
-    /// <inheritdoc />
-    public void GroupNormBackward(int batch, int channels, int spatial, int groups,
-        DeviceBuffer x, DeviceBuffer gamma, DeviceBuffer beta, DeviceBuffer mean, DeviceBuffer rstd,
-        DeviceBuffer dy, DeviceBuffer dx, DeviceBuffer dgamma, DeviceBuffer dbeta, bool fuseSilu)
-    {
-        const string kernel = "GroupNormBackward";
-        if (IsFloat32(kernel, [x, gamma, beta, mean, rstd, dy, dx, dgamma, dbeta]))
-            GroupNorm.Backward(Stream, batch, channels, spatial, groups, F(x, kernel), F(gamma, kernel), F(beta, kernel), F(mean, kernel),
-                F(rstd, kernel), F(dy, kernel), F(dx, kernel), F(dgamma, kernel), F(dbeta, kernel), fuseSilu);
-        else
-            Staged(kernel, [x, gamma, beta, mean, rstd, dy], [dx, dgamma, dbeta],
-                (cpu, i, o) => cpu.GroupNormBackward(batch, channels, spatial, groups, i[0], i[1], i[2], i[3], i[4], i[5], o[0], o[1], o[2], fuseSilu));
-    }
-
-    /// <inheritdoc />
-    public void UpsampleNearest2x(int batch, int channels, int height, int width, DeviceBuffer x, DeviceBuffer y)
-    {
-        const string kernel = "UpsampleNearest2x";
-        if (IsFloat32(kernel, [x, y])) Resample.UpsampleNearest2x(Stream, batch, channels, height, width, F(x, kernel), F(y, kernel));
-        else Resample.UpsampleNearest2x(Stream, batch, channels, height, width, D(x, kernel), D(y, kernel));
-    }
-
-    /// <inheritdoc />
-    public void UpsampleNearest2xBackward(int batch, int channels, int height, int width, DeviceBuffer dy, DeviceBuffer dx)
-    {
-        const string kernel = "UpsampleNearest2xBackward";
-        if (IsFloat32(kernel, [dy, dx])) Resample.UpsampleNearest2xBackward(Stream, batch, channels, height, width, F(dy, kernel), F(dx, kernel));
-        else Resample.UpsampleNearest2xBackward(Stream, batch, channels, height, width, D(dy, kernel), D(dx, kernel));
-    }
-
-    /// <inheritdoc />
-    public void AvgPool2d(int batch, int channels, int height, int width, int k, DeviceBuffer x, DeviceBuffer y)
-    {
-        const string kernel = "AvgPool2d";
-        if (IsFloat32(kernel, [x, y])) Resample.AvgPool2d(Stream, batch, channels, height, width, k, F(x, kernel), F(y, kernel));
-        else Resample.AvgPool2d(Stream, batch, channels, height, width, k, D(x, kernel), D(y, kernel));
-    }
-
-    /// <inheritdoc />
-    public void AvgPool2dBackward(int batch, int channels, int height, int width, int k, DeviceBuffer dy, DeviceBuffer dx)
-    {
-        const string kernel = "AvgPool2dBackward";
-        if (IsFloat32(kernel, [dy, dx])) Resample.AvgPool2dBackward(Stream, batch, channels, height, width, k, F(dy, kernel), F(dx, kernel));
-        else Resample.AvgPool2dBackward(Stream, batch, channels, height, width, k, D(dy, kernel), D(dx, kernel));
-    }
-
-    /// <inheritdoc />
-    public void AttentionForward(int batch, int tokens, int headDim, double scale,
-        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse)
-    {
-        const string kernel = "AttentionForward";
-        if (IsFloat32(kernel, [q, k, v, o, lse]))
-            Attention.Forward(Stream, batch, tokens, headDim, scale, F(q, kernel), F(k, kernel), F(v, kernel), F(o, kernel), F(lse, kernel));
-        else
-            Staged(kernel, [q, k, v], [o, lse], (cpu, i, r) => cpu.AttentionForward(batch, tokens, headDim, scale, i[0], i[1], i[2], r[0], r[1]));
-    }
-
-    /// <inheritdoc />
-    public void AttentionBackward(int batch, int tokens, int headDim, double scale,
-        DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer o, DeviceBuffer lse,
-        DeviceBuffer dO, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv)
-    {
-        const string kernel = "AttentionBackward";
-        if (IsFloat32(kernel, [q, k, v, o, lse, dO, dq, dk, dv]))
-            Attention.Backward(Stream, batch, tokens, headDim, scale, F(q, kernel), F(k, kernel), F(v, kernel), F(o, kernel), F(lse, kernel),
-                F(dO, kernel), F(dq, kernel), F(dk, kernel), F(dv, kernel));
-        else
-            Staged(kernel, [q, k, v, o, lse, dO], [dq, dk, dv],
-                (cpu, i, r) => cpu.AttentionBackward(batch, tokens, headDim, scale, i[0], i[1], i[2], i[3], i[4], i[5], r[0], r[1], r[2]));
-    }
-
-    /// <summary>Checks that every buffer is this backend's and all share one dtype; true when it is float32.</summary>
-    private bool IsFloat32(string kernel, DeviceBuffer[] buffers)
-    {
-        var owned = buffers.Select(b => Own(b, kernel)).ToArray();
-        SameType(kernel, owned);
-        return owned[0].DType == DType.Float32;
-    }
-
-    private ArrayView<float> F(DeviceBuffer b, string kernel) => Own(b, kernel).View<float>();
-
-    private ArrayView<double> D(DeviceBuffer b, string kernel) => Own(b, kernel).View<double>();
+    /// <summary>The host backend's kernels of a capability (CpuBackend has every one), for the float64 path.</summary>
+    private static T Host<T>() where T : class => CpuBackend.Instance.GetCapability<T>()!;
 
     /// <summary>Frees the image loaders' scratch buffers (called from <see cref="Dispose"/>).</summary>
     private void DisposeImageKernels()
@@ -166,18 +156,18 @@ public sealed partial class IlgpuBackend
     }
 
     /// <summary>
-    /// The float64 path of conv, group norm and attention: runs the CpuBackend primitive on host copies: downloads
-    /// <paramref name="inputs"/> and <paramref name="outputs"/> (outputs too, so CpuBackend's shape checks see the
-    /// real lengths), calls <paramref name="body"/>, uploads the outputs.
+    /// The float64 path of conv, group norm and attention: runs the CpuBackend kernel on host copies: downloads
+    /// <paramref name="inputs"/> and <paramref name="outputs"/> (outputs too, so the host buffers have the device
+    /// buffers' lengths), calls <paramref name="body"/>, uploads the outputs.
     /// </summary>
-    private void Staged(string kernel, DeviceBuffer[] inputs, DeviceBuffer[] outputs, Action<CpuBackend, DeviceBuffer[], DeviceBuffer[]> body)
+    private void Staged(IlgpuBuffer[] inputs, IlgpuBuffer[] outputs, Action<DeviceBuffer[], DeviceBuffer[]> body)
     {
         var cpu = CpuBackend.Instance;
-        var hostIn = inputs.Select(b => ToHost(cpu, Own(b, kernel))).ToArray();
-        var hostOut = outputs.Select(b => ToHost(cpu, Own(b, kernel))).ToArray();
+        var hostIn = inputs.Select(b => ToHost(cpu, b)).ToArray();
+        var hostOut = outputs.Select(b => ToHost(cpu, b)).ToArray();
         try
         {
-            body(cpu, hostIn, hostOut);
+            body(hostIn, hostOut);
             foreach (var (device, host) in outputs.Zip(hostOut))
                 Upload<double>(device, ((CpuBuffer)host).Span<double>());
         }

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DiffusionCore.Kernels.Attention;
 using DiffusionCore.Kernels.Conv;
@@ -22,10 +23,11 @@ namespace DiffusionCore.Kernels.Ilgpu;
 /// accelerator, an emulator of GPU threads, for parity tests at small sizes). Buffers come from a caching pool
 /// (<see cref="Pool"/>), kernels are compiled once on first use and kept (<see cref="Kernels"/>), and every
 /// launch goes to the accelerator's default stream in order: an op returns as soon as its kernels are queued,
-/// and only <see cref="Download{T}"/> (a scalar or result asked for by the host) waits for the device.
-/// float32 and float64 buffers are both supported (float64 for gradient checks).
+/// and only <see cref="CheckedBackend{TBuffer}.Download{T}"/> (a scalar or result asked for by the host) waits for the device.
+/// float32 and float64 buffers are both supported (float64 for gradient checks). Arguments are checked by
+/// <see cref="CheckedBackend{TBuffer}"/> before the cores below run; every fused capability is provided.
 /// </summary>
-public sealed partial class IlgpuBackend : IBackend
+public sealed partial class IlgpuBackend : CheckedBackend<IlgpuBuffer>
 {
     private readonly Context? _context;
     private readonly bool _ownsAccelerator;
@@ -58,6 +60,12 @@ public sealed partial class IlgpuBackend : IBackend
         _groupNorm = new(() => new GroupNormIlgpu.Kernels(Kernels));
         _attention = new(() => new AttentionIlgpu.Kernels(Kernels));
         _resample = new(() => new ResampleIlgpu.Kernels(Kernels));
+        AddCapability<IConvolutionKernels>(new IlgpuConvolution(this));
+        AddCapability<IGroupNormKernels>(new IlgpuGroupNorm(this));
+        AddCapability<IAttentionKernels>(new IlgpuAttention(this));
+        AddCapability<IResampleKernels>(new IlgpuResample(this));
+        AddCapability<ISoftmaxKernels>(new IlgpuSoftmax(this));
+        AddCapability<IOptimizerKernels>(new IlgpuOptimizer(this));
         // Group size of the reduction kernels: 256 threads on a GPU (8 warps, enough loads in flight per group);
         // 32 on the CPU emulator, where every thread of a group is an OS thread and every barrier waits for all of
         // them to be scheduled. Both are powers of two, as the shared-memory tree needs.
@@ -121,7 +129,7 @@ public sealed partial class IlgpuBackend : IBackend
     public static int CudaDeviceCount => s_cudaDevices.Value;
 
     /// <inheritdoc />
-    public string Name { get; }
+    public override string Name { get; }
 
     /// <summary>The accelerator the kernels run on.</summary>
     public Accelerator Accelerator { get; }
@@ -139,9 +147,8 @@ public sealed partial class IlgpuBackend : IBackend
     public void Synchronize() => Accelerator.Synchronize();
 
     /// <inheritdoc />
-    public DeviceBuffer Allocate(long length, DType dtype, bool zero = true)
+    protected override IlgpuBuffer AllocateCore(long length, DType dtype, bool zero)
     {
-        if (length < 0) throw new KernelException("Allocate", $"negative length {length}");
         var block = Pool.Rent(length * dtype.SizeInBytes());
         var buffer = new IlgpuBuffer(this, length, dtype, block);
         if (zero && length > 0) block.View.SubView(0, length * dtype.SizeInBytes()).MemSetToZero(Stream);
@@ -149,11 +156,8 @@ public sealed partial class IlgpuBackend : IBackend
     }
 
     /// <inheritdoc />
-    public void Upload<T>(DeviceBuffer dst, ReadOnlySpan<T> src, long offset = 0) where T : unmanaged
+    protected override void UploadCore<T>(IlgpuBuffer b, ReadOnlySpan<T> src, long offset)
     {
-        var b = Own(dst, "Upload");
-        CheckRange("Upload", b, offset, src.Length);
-        if (src.Length == 0) return;
         if (typeof(T) == typeof(float) && b.DType == DType.Float64)
         {
             var s = MemoryMarshal.Cast<T, float>(src);
@@ -168,19 +172,25 @@ public sealed partial class IlgpuBackend : IBackend
             for (int i = 0; i < s.Length; i++) narrow[i] = (float)s[i];
             CopyIn<float>(b, narrow, offset);
         }
-        else if (typeof(T) == typeof(float) || typeof(T) == typeof(double)) CopyIn(b, src, offset);
-        else throw new KernelException("Upload", $"cannot upload {typeof(T).Name} into a {b.DType} buffer");
+        else CopyIn(b, src, offset);
     }
 
-    private void CopyIn<T>(IlgpuBuffer b, ReadOnlySpan<T> src, long offset) where T : unmanaged
-        => b.View<T>().SubView(offset, src.Length).CopyFromCPU(Stream, ref MemoryMarshal.GetReference(src), src.Length);
+    /// <summary>
+    /// Copies host memory into the buffer. The host memory is pinned for the whole copy: ILGPU's
+    /// <c>CopyFromCPU(stream, ref T, length)</c> turns the reference into a raw address without pinning it, so a
+    /// garbage collection that moved the (usually fresh, gen-0) array during the copy made it read and, in
+    /// <see cref="CopyOut{T}"/>, write memory the array had left: the managed-heap corruption that crashed the test
+    /// host (issue 12).
+    /// </summary>
+    private unsafe void CopyIn<T>(IlgpuBuffer b, ReadOnlySpan<T> src, long offset) where T : unmanaged
+    {
+        fixed (T* pinned = src)
+            b.View<T>().SubView(offset, src.Length).CopyFromCPU(Stream, ref Unsafe.AsRef<T>(pinned), src.Length);
+    }
 
     /// <inheritdoc />
-    public void Download<T>(DeviceBuffer src, Span<T> dst, long offset = 0) where T : unmanaged
+    protected override void DownloadCore<T>(IlgpuBuffer b, Span<T> dst, long offset)
     {
-        var b = Own(src, "Download");
-        CheckRange("Download", b, offset, dst.Length);
-        if (dst.Length == 0) return;
         if (typeof(T) == typeof(float) && b.DType == DType.Float64)
         {
             var wide = new double[dst.Length];
@@ -195,27 +205,28 @@ public sealed partial class IlgpuBackend : IBackend
             var d = MemoryMarshal.Cast<T, double>(dst);
             for (int i = 0; i < d.Length; i++) d[i] = narrow[i];
         }
-        else if (typeof(T) == typeof(float) || typeof(T) == typeof(double)) CopyOut(b, dst, offset);
-        else throw new KernelException("Download", $"cannot download a {b.DType} buffer as {typeof(T).Name}");
+        else CopyOut(b, dst, offset);
     }
 
-    private void CopyOut<T>(IlgpuBuffer b, Span<T> dst, long offset) where T : unmanaged
-        => b.View<T>().SubView(offset, dst.Length).CopyToCPU(Stream, ref MemoryMarshal.GetReference(dst), dst.Length);
+    /// <summary>Copies buffer elements into host memory, pinned for the whole copy (see <see cref="CopyIn{T}"/>).</summary>
+    private unsafe void CopyOut<T>(IlgpuBuffer b, Span<T> dst, long offset) where T : unmanaged
+    {
+        fixed (T* pinned = dst)
+            b.View<T>().SubView(offset, dst.Length).CopyToCPU(Stream, ref Unsafe.AsRef<T>(pinned), dst.Length);
+    }
 
     /// <inheritdoc />
-    public void Fill(DeviceBuffer dst, double value)
+    protected override void FillCore(IlgpuBuffer b, double value)
     {
-        var b = Own(dst, "Fill");
         if (b.DType == DType.Float32) Map<float, ConstantOp<float>>(b, b, b.Length, new() { Value = (float)value });
         else Map<double, ConstantOp<double>>(b, b, b.Length, new() { Value = value });
     }
 
     /// <inheritdoc />
-    public void Unary(UnaryOp op, DeviceBuffer x, DeviceBuffer y, long count)
+    protected override void UnaryCore(UnaryOp op, IlgpuBuffer x, IlgpuBuffer y, long count)
     {
-        var (bx, by) = Pair("Unary", x, y, count);
-        if (bx.DType == DType.Float32) Unary<float>(op, bx, by, count);
-        else Unary<double>(op, bx, by, count);
+        if (x.DType == DType.Float32) Unary<float>(op, x, y, count);
+        else Unary<double>(op, x, y, count);
     }
 
     private void Unary<T>(UnaryOp op, IlgpuBuffer x, IlgpuBuffer y, long n) where T : unmanaged, IFloatingPointIeee754<T>
@@ -244,19 +255,17 @@ public sealed partial class IlgpuBackend : IBackend
     }
 
     /// <inheritdoc />
-    public void Affine(DeviceBuffer x, DeviceBuffer y, long count, double scale, double shift)
+    protected override void AffineCore(IlgpuBuffer x, IlgpuBuffer y, long count, double scale, double shift)
     {
-        var (bx, by) = Pair("Affine", x, y, count);
-        if (bx.DType == DType.Float32) Map<float, AffineOp<float>>(bx, by, count, new() { Scale = (float)scale, Shift = (float)shift });
-        else Map<double, AffineOp<double>>(bx, by, count, new() { Scale = scale, Shift = shift });
+        if (x.DType == DType.Float32) Map<float, AffineOp<float>>(x, y, count, new() { Scale = (float)scale, Shift = (float)shift });
+        else Map<double, AffineOp<double>>(x, y, count, new() { Scale = scale, Shift = shift });
     }
 
     /// <inheritdoc />
-    public void PowScalar(DeviceBuffer x, DeviceBuffer y, long count, double exponent)
+    protected override void PowScalarCore(IlgpuBuffer x, IlgpuBuffer y, long count, double exponent)
     {
-        var (bx, by) = Pair("PowScalar", x, y, count);
-        if (bx.DType == DType.Float32) Pow<float>(bx, by, count, (float)exponent);
-        else Pow<double>(bx, by, count, exponent);
+        if (x.DType == DType.Float32) Pow<float>(x, y, count, (float)exponent);
+        else Pow<double>(x, y, count, exponent);
     }
 
     private void Pow<T>(IlgpuBuffer x, IlgpuBuffer y, long n, T p) where T : unmanaged, IFloatingPointIeee754<T>
@@ -268,24 +277,20 @@ public sealed partial class IlgpuBackend : IBackend
     }
 
     /// <inheritdoc />
-    public void Clamp(DeviceBuffer x, DeviceBuffer y, long count, double lo, double hi)
+    protected override void ClampCore(IlgpuBuffer x, IlgpuBuffer y, long count, double lo, double hi)
     {
-        var (bx, by) = Pair("Clamp", x, y, count);
-        if (bx.DType == DType.Float32) Map<float, ClampOp<float>>(bx, by, count, new() { Lo = (float)lo, Hi = (float)hi });
-        else Map<double, ClampOp<double>>(bx, by, count, new() { Lo = lo, Hi = hi });
+        if (x.DType == DType.Float32) Map<float, ClampOp<float>>(x, y, count, new() { Lo = (float)lo, Hi = (float)hi });
+        else Map<double, ClampOp<double>>(x, y, count, new() { Lo = lo, Hi = hi });
     }
 
     /// <inheritdoc />
-    public void Binary(BinaryOp op, DeviceBuffer a, ReadOnlySpan<long> aStrides, DeviceBuffer b, ReadOnlySpan<long> bStrides, DeviceBuffer y, ReadOnlySpan<int> shape)
+    protected override void BinaryCore(BinaryOp op, IlgpuBuffer a, ReadOnlySpan<long> aStrides, IlgpuBuffer b, ReadOnlySpan<long> bStrides, IlgpuBuffer y, ReadOnlySpan<int> shape)
     {
         const string kernel = "Binary";
-        var ba = Own(a, kernel); var bb = Own(b, kernel); var by = Own(y, kernel);
-        SameType(kernel, ba, bb, by);
         var layout = NdLayout.Create(kernel, shape, aStrides, bStrides);
-        long count = CheckLayout(kernel, layout, ba, 0, bb, 0, shape);
-        if (count > by.Length) throw new KernelException(kernel, $"output holds {by.Length} elements, shape [{string.Join(", ", shape.ToArray())}] has {count}");
-        if (ba.DType == DType.Float32) Binary<float>(op, ba, bb, by, layout, count);
-        else Binary<double>(op, ba, bb, by, layout, count);
+        long count = Count(kernel, shape);
+        if (a.DType == DType.Float32) Binary<float>(op, a, b, y, layout, count);
+        else Binary<double>(op, a, b, y, layout, count);
     }
 
     private void Binary<T>(BinaryOp op, IlgpuBuffer a, IlgpuBuffer b, IlgpuBuffer y, NdLayout l, long n) where T : unmanaged, IFloatingPointIeee754<T>
@@ -306,40 +311,25 @@ public sealed partial class IlgpuBackend : IBackend
     }
 
     /// <inheritdoc />
-    public void Where(DeviceBuffer cond, DeviceBuffer a, DeviceBuffer b, DeviceBuffer y, long count)
+    protected override void WhereCore(IlgpuBuffer cond, IlgpuBuffer a, IlgpuBuffer b, IlgpuBuffer y, long count)
     {
-        const string kernel = "Where";
-        var (bc, ba) = Pair(kernel, cond, a, count);
-        var (bb, by) = Pair(kernel, b, y, count);
-        SameType(kernel, bc, bb);
-        if (ba.DType == DType.Float32) Zip3<float, WhereOp<float>>(bc, ba, bb, by, count, default);
-        else Zip3<double, WhereOp<double>>(bc, ba, bb, by, count, default);
+        if (a.DType == DType.Float32) Zip3<float, WhereOp<float>>(cond, a, b, y, count, default);
+        else Zip3<double, WhereOp<double>>(cond, a, b, y, count, default);
     }
 
     /// <inheritdoc />
-    public void Reduce(ReduceOp op, DeviceBuffer x, DeviceBuffer y, int outer, int reduce, int inner)
+    protected override void ReduceCore(ReduceOp op, IlgpuBuffer x, IlgpuBuffer y, int outer, int reduce, int inner)
     {
-        const string kernel = "Reduce";
-        var bx = Own(x, kernel); var by = Own(y, kernel);
-        SameType(kernel, bx, by);
-        if (outer < 0 || reduce < 0 || inner < 0) throw new KernelException(kernel, $"negative shape [{outer}, {reduce}, {inner}]");
-        if ((long)outer * reduce * inner > bx.Length || (long)outer * inner > by.Length)
-            throw new KernelException(kernel, $"[{outer}, {reduce}, {inner}] does not fit the input ({bx.Length}) and output ({by.Length}) buffers");
-        bool sum = op switch
+        bool sum = op == ReduceOp.Sum;
+        if (x.DType == DType.Float32)
         {
-            ReduceOp.Sum => true,
-            ReduceOp.Max => false,
-            _ => throw new KernelException(kernel, $"unknown op {op}"),
-        };
-        if (bx.DType == DType.Float32)
-        {
-            if (sum) Reduce<float, SumOp<float>>(bx, by, outer, reduce, inner);
-            else Reduce<float, MaxOp<float>>(bx, by, outer, reduce, inner);
+            if (sum) Reduce<float, SumOp<float>>(x, y, outer, reduce, inner);
+            else Reduce<float, MaxOp<float>>(x, y, outer, reduce, inner);
         }
         else
         {
-            if (sum) Reduce<double, SumOp<double>>(bx, by, outer, reduce, inner);
-            else Reduce<double, MaxOp<double>>(bx, by, outer, reduce, inner);
+            if (sum) Reduce<double, SumOp<double>>(x, y, outer, reduce, inner);
+            else Reduce<double, MaxOp<double>>(x, y, outer, reduce, inner);
         }
     }
 
@@ -392,42 +382,31 @@ public sealed partial class IlgpuBackend : IBackend
         return (int)Math.Clamp((reduce + perGroup - 1) / perGroup, 1, MaxSplits);
     }
 
-    /// <inheritdoc />
-    public void Softmax(DeviceBuffer x, DeviceBuffer y, int rows, int cols, bool log)
+    /// <summary>The row softmax kernel (of <see cref="IlgpuSoftmax"/>), one group per row.</summary>
+    private void Softmax(IlgpuBuffer x, IlgpuBuffer y, int rows, int cols, bool log)
     {
-        if (rows < 0 || cols < 0) throw new KernelException("Softmax", $"negative shape [{rows}, {cols}]");
-        var (bx, by) = Pair("Softmax", x, y, (long)rows * cols);
-        if (rows == 0 || cols == 0) return;
         var config = new KernelConfig(rows, _groupSize);
-        if (bx.DType == DType.Float32)
+        if (x.DType == DType.Float32)
             Kernels.Get<Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, int>>(ReduceIlgpu.Softmax<float>)(
-                Stream, config, bx.View<float>(), by.View<float>(), cols, log ? 1 : 0);
+                Stream, config, x.View<float>(), y.View<float>(), cols, log ? 1 : 0);
         else
             Kernels.Get<Action<AcceleratorStream, KernelConfig, ArrayView<double>, ArrayView<double>, int, int>>(ReduceIlgpu.Softmax<double>)(
-                Stream, config, bx.View<double>(), by.View<double>(), cols, log ? 1 : 0);
+                Stream, config, x.View<double>(), y.View<double>(), cols, log ? 1 : 0);
     }
 
     /// <summary>Largest grid extent along y and z on CUDA devices: batches beyond it are launched in chunks.</summary>
     private const int MaxGridYZ = 65535;
 
     /// <inheritdoc />
-    public void Gemm(bool transA, bool transB, int batch, int m, int n, int k, double alpha,
-        DeviceBuffer a, long aOffset, long aBatchStride, DeviceBuffer b, long bOffset, long bBatchStride,
-        double beta, DeviceBuffer c, long cOffset, long cBatchStride)
+    protected override void GemmCore(bool transA, bool transB, int batch, int m, int n, int k, double alpha,
+        IlgpuBuffer a, long aOffset, long aBatchStride, IlgpuBuffer b, long bOffset, long bBatchStride,
+        double beta, IlgpuBuffer c, long cOffset, long cBatchStride)
     {
-        const string kernel = "Gemm";
-        var ba = Own(a, kernel); var bb = Own(b, kernel); var bc = Own(c, kernel);
-        SameType(kernel, ba, bb, bc);
-        if (batch < 0 || m < 0 || n < 0 || k < 0) throw new KernelException(kernel, $"negative size: batch {batch}, m {m}, n {n}, k {k}");
-        if (batch == 0 || m == 0 || n == 0) return;
-        CheckMatrices(kernel, "A", ba, aOffset, aBatchStride, batch, (long)m * k);
-        CheckMatrices(kernel, "B", bb, bOffset, bBatchStride, batch, (long)k * n);
-        CheckMatrices(kernel, "C", bc, cOffset, cBatchStride, batch, (long)m * n);
-        if ((long)m * n > int.MaxValue) throw new KernelException(kernel, $"C of {m} x {n} exceeds the kernels' 32-bit indexing");
-        if (bc.DType == DType.Float32)
-            Gemm(transA, transB, batch, m, n, k, (float)alpha, ba, aOffset, aBatchStride, bb, bOffset, bBatchStride, (float)beta, bc, cOffset, cBatchStride);
+        if ((long)m * n > int.MaxValue) throw new KernelException("Gemm", $"C of {m} x {n} exceeds the kernels' 32-bit indexing");
+        if (c.DType == DType.Float32)
+            Gemm(transA, transB, batch, m, n, k, (float)alpha, a, aOffset, aBatchStride, b, bOffset, bBatchStride, (float)beta, c, cOffset, cBatchStride);
         else
-            Gemm(transA, transB, batch, m, n, k, alpha, ba, aOffset, aBatchStride, bb, bOffset, bBatchStride, beta, bc, cOffset, cBatchStride);
+            Gemm(transA, transB, batch, m, n, k, alpha, a, aOffset, aBatchStride, b, bOffset, bBatchStride, beta, c, cOffset, cBatchStride);
     }
 
     private void Gemm<T>(bool transA, bool transB, int batch, int m, int n, int k, T alpha,
@@ -466,30 +445,23 @@ public sealed partial class IlgpuBackend : IBackend
     }
 
     /// <inheritdoc />
-    public void CopyStrided(DeviceBuffer src, long srcOffset, ReadOnlySpan<long> srcStrides, DeviceBuffer dst, long dstOffset, ReadOnlySpan<long> dstStrides, ReadOnlySpan<int> shape)
+    protected override void CopyStridedCore(IlgpuBuffer src, long srcOffset, ReadOnlySpan<long> srcStrides, IlgpuBuffer dst, long dstOffset, ReadOnlySpan<long> dstStrides, ReadOnlySpan<int> shape)
     {
         const string kernel = "CopyStrided";
-        var bs = Own(src, kernel); var bd = Own(dst, kernel);
-        SameType(kernel, bs, bd);
         var layout = NdLayout.Create(kernel, shape, srcStrides, dstStrides);
-        long count = CheckLayout(kernel, layout, bs, srcOffset, bd, dstOffset, shape);
-        if (count == 0) return;
-        if (bs.DType == DType.Float32)
+        long count = Count(kernel, shape);
+        if (src.DType == DType.Float32)
             Kernels.Get<Action<AcceleratorStream, Index1D, ArrayView<float>, ArrayView<float>, NdLayout, long, long>>(ElementwiseIlgpu.CopyStrided<float>)(
-                Stream, (int)count, bs.View<float>(), bd.View<float>(), layout, srcOffset, dstOffset);
+                Stream, (int)count, src.View<float>(), dst.View<float>(), layout, srcOffset, dstOffset);
         else
             Kernels.Get<Action<AcceleratorStream, Index1D, ArrayView<double>, ArrayView<double>, NdLayout, long, long>>(ElementwiseIlgpu.CopyStrided<double>)(
-                Stream, (int)count, bs.View<double>(), bd.View<double>(), layout, srcOffset, dstOffset);
+                Stream, (int)count, src.View<double>(), dst.View<double>(), layout, srcOffset, dstOffset);
     }
 
     /// <inheritdoc />
-    public void FillRandom(DeviceBuffer dst, RandomDistribution distribution, ulong seed, ulong blockOffset)
+    protected override void FillRandomCore(IlgpuBuffer b, RandomDistribution distribution, ulong seed, ulong blockOffset)
     {
-        var b = Own(dst, "FillRandom");
-        if (distribution is not (RandomDistribution.Uniform or RandomDistribution.Normal or RandomDistribution.Rademacher))
-            throw new KernelException("FillRandom", $"unknown distribution {distribution}");
         long blocks = (b.Length + 3) / 4;
-        if (blocks == 0) return;
         CheckInt("FillRandom", blocks);
         if (b.DType == DType.Float32)
             Kernels.Get<Action<AcceleratorStream, Index1D, ArrayView<float>, long, ulong, ulong, int>>(PhiloxIlgpu.Fill<float, SingleFromSingle>)(
@@ -499,71 +471,19 @@ public sealed partial class IlgpuBackend : IBackend
                 Stream, (int)blocks, b.View<double>(), b.Length, seed, blockOffset, (int)distribution);
     }
 
-    /// <inheritdoc />
-    public void Axpby(DeviceBuffer x, DeviceBuffer y, long count, double alpha, double beta)
+    /// <summary>y = alpha x + beta y (of <see cref="IlgpuOptimizer"/>).</summary>
+    private void Axpby(IlgpuBuffer x, IlgpuBuffer y, long count, double alpha, double beta)
     {
-        var (bx, by) = Pair("Axpby", x, y, count);
-        if (bx.DType == DType.Float32) ZipContiguous<float, AxpbyOp<float>>(bx, by, by, count, new() { Alpha = (float)alpha, Beta = (float)beta });
-        else ZipContiguous<double, AxpbyOp<double>>(bx, by, by, count, new() { Alpha = alpha, Beta = beta });
+        if (x.DType == DType.Float32) ZipContiguous<float, AxpbyOp<float>>(x, y, y, count, new() { Alpha = (float)alpha, Beta = (float)beta });
+        else ZipContiguous<double, AxpbyOp<double>>(x, y, y, count, new() { Alpha = alpha, Beta = beta });
     }
 
-    /// <inheritdoc />
-    public void SamplerUpdate(DeviceBuffer x, DeviceBuffer eps, DeviceBuffer? z, long count, double a, double b, double c)
+    /// <summary>One Adam step (of <see cref="IlgpuOptimizer"/>).</summary>
+    private void AdamUpdate(IlgpuBuffer p, IlgpuBuffer g, IlgpuBuffer m, IlgpuBuffer v, long count, AdamStep step)
     {
-        const string kernel = "SamplerUpdate";
-        var (bx, be) = Pair(kernel, x, eps, count);
-        if (z is null)
-        {
-            // x = a x + b eps: the Axpby op with x as its first operand.
-            if (bx.DType == DType.Float32) ZipContiguous<float, AxpbyOp<float>>(bx, be, bx, count, new() { Alpha = (float)a, Beta = (float)b });
-            else ZipContiguous<double, AxpbyOp<double>>(bx, be, bx, count, new() { Alpha = a, Beta = b });
-            return;
-        }
-        var (_, bz) = Pair(kernel, x, z, count);
-        if (bx.DType == DType.Float32) Zip3<float, SamplerUpdateOp<float>>(bx, be, bz, bx, count, new() { WeightX = (float)a, WeightEps = (float)b, WeightZ = (float)c });
-        else Zip3<double, SamplerUpdateOp<double>>(bx, be, bz, bx, count, new() { WeightX = a, WeightEps = b, WeightZ = c });
-    }
-
-    /// <inheritdoc />
-    public void HutchinsonDot(DeviceBuffer probe, DeviceBuffer v, DeviceBuffer y, int batch, int length)
-    {
-        const string kernel = "HutchinsonDot";
-        if (batch < 0 || length < 0) throw new KernelException(kernel, $"negative shape [{batch}, {length}]");
-        var (bp, bv) = Pair(kernel, probe, v, (long)batch * length);
-        var by = Own(y, kernel);
-        SameType(kernel, bp, by);
-        if (by.Length < batch) throw new KernelException(kernel, $"output holds {by.Length} elements, {batch} samples need {batch}");
-        if (batch == 0) return;
-        if (bp.DType == DType.Float32) RowDot<float>(bp, bv, by, batch, length);
-        else RowDot<double>(bp, bv, by, batch, length);
-    }
-
-    private void RowDot<T>(IlgpuBuffer a, IlgpuBuffer b, IlgpuBuffer y, int rows, int length) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var dot = Kernels.Get<Action<AcceleratorStream, KernelConfig, ArrayView<T>, ArrayView<T>, ArrayView<T>, int, int, int>>(ReduceIlgpu.RowDot<T>);
-        int splits = Splits(rows, length);
-        if (splits == 1)
-        {
-            dot(Stream, new KernelConfig(rows, _groupSize), a.View<T>(), b.View<T>(), y.View<T>(), length, 1, Math.Max(length, 1));
-            return;
-        }
-        int chunk = (length + splits - 1) / splits;
-        using var partial = (IlgpuBuffer)Allocate((long)rows * splits, a.DType, zero: false);
-        dot(Stream, new KernelConfig(rows * splits, _groupSize), a.View<T>(), b.View<T>(), partial.View<T>(), length, splits, chunk);
-        Kernels.Get<Action<AcceleratorStream, KernelConfig, ArrayView<T>, ArrayView<T>, int, int, int, int>>(ReduceIlgpu.ReduceRows<T, SumOp<T>>)(
-            Stream, new KernelConfig(rows, _groupSize), partial.View<T>(), y.View<T>(), splits, 1, 1, splits);
-    }
-
-    /// <inheritdoc />
-    public void AdamUpdate(DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v, long count, AdamStep step)
-    {
-        var (bp, bg) = Pair("AdamUpdate", param, grad, count);
-        var (bm, bv) = Pair("AdamUpdate", m, v, count);
-        SameType("AdamUpdate", bp, bm);
-        if (count == 0) return;
         CheckInt("AdamUpdate", count);
-        if (bp.DType == DType.Float32) Adam<float>(bp, bg, bm, bv, count, step);
-        else Adam<double>(bp, bg, bm, bv, count, step);
+        if (p.DType == DType.Float32) Adam<float>(p, g, m, v, count, step);
+        else Adam<double>(p, g, m, v, count, step);
     }
 
     private void Adam<T>(IlgpuBuffer p, IlgpuBuffer g, IlgpuBuffer m, IlgpuBuffer v, long count, AdamStep step) where T : unmanaged, IFloatingPointIeee754<T>
@@ -588,7 +508,7 @@ public sealed partial class IlgpuBackend : IBackend
     public void Trim() => Pool.Trim();
 
     /// <inheritdoc />
-    public void Dispose()
+    public override void Dispose()
     {
         Accelerator.Synchronize();
         DisposeImageKernels();
@@ -644,60 +564,17 @@ public sealed partial class IlgpuBackend : IBackend
             Stream, (int)count, a.View<T>(), b.View<T>(), c.View<T>(), y.View<T>(), op);
     }
 
-    internal IlgpuBuffer Own(DeviceBuffer buffer, string kernel)
-    {
-        if (buffer is not IlgpuBuffer b || !ReferenceEquals(buffer.Backend, this))
-            throw new KernelException(kernel, $"buffer belongs to backend '{buffer.Backend.Name}', not '{Name}'");
-        if (b.IsDisposed) throw new KernelException(kernel, "buffer was disposed");
-        return b;
-    }
-
-    private (IlgpuBuffer, IlgpuBuffer) Pair(string kernel, DeviceBuffer x, DeviceBuffer y, long count)
-    {
-        var bx = Own(x, kernel); var by = Own(y, kernel);
-        SameType(kernel, bx, by);
-        if (count < 0 || count > bx.Length || count > by.Length)
-            throw new KernelException(kernel, $"count {count} outside buffer lengths {bx.Length} and {by.Length}");
-        return (bx, by);
-    }
-
-    private static void SameType(string kernel, params DeviceBuffer[] buffers) => BufferChecks.SameType(kernel, buffers);
-
-    private static void CheckRange(string kernel, DeviceBuffer b, long offset, long count) => BufferChecks.CheckRange(kernel, b, offset, count);
-
     private static void CheckInt(string kernel, long count)
     {
         if (count > int.MaxValue) throw new KernelException(kernel, $"{count} elements exceed the kernels' 32-bit thread indexing ({int.MaxValue})");
     }
 
-    /// <summary>
-    /// Checks that every element the layout reads in <paramref name="a"/> and <paramref name="b"/> (from their
-    /// offsets) lies inside them: out-of-bounds device accesses are not caught on a GPU. Returns the element count.
-    /// </summary>
-    private static long CheckLayout(string kernel, NdLayout layout, IlgpuBuffer a, long aOffset, IlgpuBuffer b, long bOffset, ReadOnlySpan<int> shape)
+    /// <summary>The element count of a checked, non-empty shape, within the kernels' 32-bit thread indexing.</summary>
+    private static long Count(string kernel, ReadOnlySpan<int> shape)
     {
         long count = 1;
         foreach (int n in shape) count *= n;
-        if (count == 0) return 0;
         CheckInt(kernel, count);
-        long aLast = aOffset, bLast = bOffset, aFirst = aOffset, bFirst = bOffset;
-        for (int d = 0; d < layout.Rank; d++)
-        {
-            int n = d switch { 0 => layout.S0, 1 => layout.S1, 2 => layout.S2, 3 => layout.S3, 4 => layout.S4, _ => layout.S5 };
-            long sa = d switch { 0 => layout.A0, 1 => layout.A1, 2 => layout.A2, 3 => layout.A3, 4 => layout.A4, _ => layout.A5 };
-            long sb = d switch { 0 => layout.B0, 1 => layout.B1, 2 => layout.B2, 3 => layout.B3, 4 => layout.B4, _ => layout.B5 };
-            if (sa > 0) aLast += (n - 1) * sa; else aFirst += (n - 1) * sa;
-            if (sb > 0) bLast += (n - 1) * sb; else bFirst += (n - 1) * sb;
-        }
-        if (aFirst < 0 || aLast >= a.Length || bFirst < 0 || bLast >= b.Length)
-            throw new KernelException(kernel, $"shape [{string.Join(", ", shape.ToArray())}] reaches elements [{aFirst}, {aLast}] of a {a.Length}-element buffer and [{bFirst}, {bLast}] of a {b.Length}-element buffer");
         return count;
-    }
-
-    private static void CheckMatrices(string kernel, string which, IlgpuBuffer b, long offset, long batchStride, int batch, long size)
-    {
-        long last = offset + (batch - 1) * batchStride + size;
-        if (offset < 0 || batchStride < 0 || last > b.Length)
-            throw new KernelException(kernel, $"{which}: {batch} matrices of {size} elements from offset {offset} with batch stride {batchStride} end at {last}, beyond the buffer's {b.Length}");
     }
 }

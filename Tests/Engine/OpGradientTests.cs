@@ -66,6 +66,17 @@ public class OpGradientTests
         yield return new("MatMul batched", [[2, 3, 4], [2, 4, 5]], x => Ops.MatMul(x[0], x[1]));
         yield return new("MatMul batched x shared", [[2, 3, 4], [4, 5]], x => Ops.MatMul(x[0], x[1]));
         yield return new("MatMul shared x batched", [[3, 4], [2, 4, 5]], x => Ops.MatMul(x[0], x[1], false, false));
+        // NumPy batch broadcasting: the gradient of a broadcast operand sums over the axes it was broadcast along.
+        yield return new("MatMul broadcast [2,1,3,4] x [3,4,2]", [[2, 1, 3, 4], [3, 4, 2]], x => Ops.MatMul(x[0], x[1]));
+        yield return new("MatMul broadcast [3,2,4] x [1,4,5]", [[3, 2, 4], [1, 4, 5]], x => Ops.MatMul(x[0], x[1]));
+        yield return new("MatMul broadcast [2,1,4,3]^T x [3,2,4]^T", [[2, 1, 4, 3], [3, 2, 4]], x => Ops.MatMul(x[0], x[1], true, true));
+        yield return new("MatMul broadcast [1,2,3,4] x [2,1,4,2]", [[1, 2, 3, 4], [2, 1, 4, 2]], x => Ops.MatMul(x[0], x[1]));
+        // Rank-1 operands as torch.matmul: a vector a is a row, a vector b a column, the added axis dropped.
+        yield return new("MatMul vector x matrix", [[4], [4, 5]], x => Ops.MatMul(x[0], x[1]));
+        yield return new("MatMul matrix x vector", [[3, 4], [4]], x => Ops.MatMul(x[0], x[1]));
+        yield return new("MatMul vector x vector", [[4], [4]], x => Ops.MatMul(x[0], x[1]));
+        yield return new("MatMul vector x batched", [[4], [2, 4, 3]], x => Ops.MatMul(x[0], x[1]));
+        yield return new("MatMul batched^T x vector", [[2, 4, 3], [4]], x => Ops.MatMul(x[0], x[1], transposeA: true));
         yield return new("Linear", [[2, 3, 4], [5, 4], [5]], x => Ops.Linear(x[0], x[1], x[2]));
         yield return new("Reshape", [[2, 6]], x => Ops.Reshape(x[0], 3, -1) * Ops.Reshape(x[0], 3, 4));
         yield return new("Permute", [[2, 3, 4]], x => Ops.Permute(x[0], 2, 0, 1) * Ops.Permute(x[0], 2, 0, 1));

@@ -6,7 +6,7 @@ using DiffusionCore.Kernels.Cpu;
 namespace DiffusionCore.Tests.Ilgpu;
 
 /// <summary>
-/// Every IBackend primitive of a device backend against CpuBackend on the same inputs (rounded to the dtype first),
+/// Every IBackend primitive and fused capability of a device backend against CpuBackend on the same inputs (rounded to the dtype first),
 /// float32 and float64, at small sizes chosen to cross the kernels' boundaries: 0 and 1 elements, sizes that are
 /// not multiples of a warp, a group or a GEMM tile, reductions long enough to take the two-pass path, and NaN,
 /// +-Inf and signed zeros where an op defines them. Written once; a subclass names the device (ILGPU's CPU
@@ -26,9 +26,8 @@ namespace DiffusionCore.Tests.Ilgpu;
 /// approximations bound the absolute (not relative) error, hence the absolute term;</item>
 /// <item>a sum of n terms in another order: 2 n u Σ|terms| (Higham, Accuracy and Stability of Numerical Algorithms,
 /// 2002, eq. 4.4: any order of recursive or pairwise summation is within γ_n Σ|x_i| of the exact sum, so two orders
-/// are within twice that), used for Reduce Sum, GEMM (with the terms |alpha| |a||b| and |beta c|), the Hutchinson dot,
-/// and conv2d (the bound computed by convolving |x| with |w| in float64);</item>
-/// <item>fused updates (Affine, Axpby, sampler update, Adam): a few u times the sum of the magnitudes of the terms,
+/// are within twice that), used for Reduce Sum, GEMM (with the terms |alpha| |a||b| and |beta c|) and conv2d (the bound computed by convolving |x| with |w| in float64);</item>
+/// <item>fused updates (Affine, Axpby, Adam): a few u times the sum of the magnitudes of the terms,
 /// since a GPU may contract a multiply and an add into one FMA (one rounding fewer);</item>
 /// <item>softmax: relative 16u(1 + |x - max|) for the exponential plus 2 cols u for the positive sum;</item>
 /// <item>GroupNorm and attention: 1e-5 (float32) and 1e-12 (float64) relative to the largest |value| of the output
@@ -66,6 +65,10 @@ public abstract class BackendParityTests
         _device = CreateDevice();
         _tiledDevice = CreateTiledDevice();
     }
+
+    /// <summary>The backend's kernels of capability <typeparamref name="T"/> (CpuBackend and IlgpuBackend have every one).</summary>
+    private static T Fused<T>(IBackend backend) where T : class
+        => backend.GetCapability<T>() ?? throw new AssertionException($"backend '{backend.Name}' lacks {typeof(T).Name}");
 
     /// <summary>|x| for finite x, else 0: an infinite input gives an exact (infinite or zero) output, whose error term must not be 0 * inf.</summary>
     private static double Magnitude(double x) => double.IsFinite(x) ? Math.Abs(x) : 0;
@@ -279,7 +282,7 @@ public abstract class BackendParityTests
             double u = Unit(dtype);
             foreach (bool log in new[] { false, true })
             {
-                var (dev, cpu) = Run(dtype, [x], [rows * cols], (b, v) => b.Softmax(v[0], v[1], rows, cols, log));
+                var (dev, cpu) = Run(dtype, [x], [rows * cols], (b, v) => Fused<ISoftmaxKernels>(b).Softmax(v[0], v[1], rows, cols, log));
                 AssertClose($"Softmax log={log} {dtype}", dev[1], cpu[1], i =>
                 {
                     double max = x.Skip(i / cols * cols).Take(cols).Max();
@@ -383,19 +386,13 @@ public abstract class BackendParityTests
     }
 
     [Test]
-    public void Axpby_SamplerUpdate_MatchCpu([Values] DType dtype)
+    public void Axpby_MatchesCpu([Values] DType dtype)
     {
         double u = Unit(dtype);
         var x = Round(RandomArray(16, 45, -2, 2), dtype);
         var y = Round(RandomArray(17, 45, -2, 2), dtype);
-        var z = Round(RandomArray(18, 45, -2, 2), dtype);
-        var (dev, cpu) = Run(dtype, [x, y], [], (b, v) => b.Axpby(v[0], v[1], 40, 0.3, -1.25));
+        var (dev, cpu) = Run(dtype, [x, y], [], (b, v) => Fused<IOptimizerKernels>(b).Axpby(v[0], v[1], 40, 0.3, -1.25));
         AssertClose("Axpby", dev[1], cpu[1], i => 3 * u * (Math.Abs(0.3 * x[i]) + Math.Abs(1.25 * y[i])));
-
-        (dev, cpu) = Run(dtype, [x, y, z], [], (b, v) => b.SamplerUpdate(v[0], v[1], v[2], 41, 1.01, -0.2, 0.15));
-        AssertClose("SamplerUpdate", dev[0], cpu[0], i => 4 * u * (Math.Abs(1.01 * x[i]) + Math.Abs(0.2 * y[i]) + Math.Abs(0.15 * z[i])));
-        (dev, cpu) = Run(dtype, [x, y], [], (b, v) => b.SamplerUpdate(v[0], v[1], null, 41, 1.01, -0.2, 0.15));
-        AssertClose("SamplerUpdate without z", dev[0], cpu[0], i => 3 * u * (Math.Abs(1.01 * x[i]) + Math.Abs(0.2 * y[i])));
     }
 
     [Test]
@@ -407,7 +404,7 @@ public abstract class BackendParityTests
         var m = Round(RandomArray(21, 37, -0.1, 0.1), dtype);
         var v = Round(RandomArray(22, 37, 0, 0.01), dtype);
         var step = new AdamStep(1e-2, 0.9, 0.999, 1e-8, 0.05, decoupled, 1 - Math.Pow(0.9, 3), 1 - Math.Pow(0.999, 3));
-        var (dev, cpu) = Run(dtype, [p, g, m, v], [], (b, x) => b.AdamUpdate(x[0], x[1], x[2], x[3], 37, step));
+        var (dev, cpu) = Run(dtype, [p, g, m, v], [], (b, x) => Fused<IOptimizerKernels>(b).AdamUpdate(x[0], x[1], x[2], x[3], 37, step));
         // Each new moment is two products and a sum (3u of its terms); the parameter adds a square root and a
         // division on the (relatively) perturbed moments: 32u of |p| plus lr times the step's size.
         AssertClose("m", dev[2], cpu[2], i => 8 * u * (Math.Abs(m[i]) + Math.Abs(g[i]) + Math.Abs(p[i])));
@@ -417,23 +414,6 @@ public abstract class BackendParityTests
             double mHat = Math.Abs(cpu[2][i]) / step.BiasCorrection1, vHat = Math.Abs(cpu[3][i]) / step.BiasCorrection2;
             return 32 * u * (Math.Abs(p[i]) + step.LearningRate * mHat / (Math.Sqrt(vHat) + step.Epsilon));
         });
-    }
-
-    [TestCase(3, 50)]
-    [TestCase(2, 1100)]
-    [TestCase(1, 0)]
-    [TestCase(0, 4)]
-    public void HutchinsonDot_MatchesCpu(int batch, int length)
-    {
-        foreach (var dtype in new[] { DType.Float32, DType.Float64 })
-        {
-            var a = Round(RandomArray(23, batch * length, -1, 1), dtype);
-            var b = Round(RandomArray(24, batch * length, -1, 1), dtype);
-            var (dev, cpu) = Run(dtype, [a, b], [batch + 1], (be, v) => be.HutchinsonDot(v[0], v[1], v[2], batch, length));
-            double u = Unit(dtype);
-            AssertClose($"HutchinsonDot {dtype}", dev[2], cpu[2], s =>
-                s >= batch ? 0 : 2 * (length + 1) * u * Enumerable.Range(s * length, length).Sum(i => Math.Abs(a[i] * b[i])));
-        }
     }
 
     [Test]
@@ -458,7 +438,7 @@ public abstract class BackendParityTests
         using var other = Cpu.Allocate(4, DType.Float32);
         using var wide = _device.Allocate(4, DType.Float64);
         Assert.That(() => _device.Unary(UnaryOp.Exp, other, mine, 4), Throws.TypeOf<KernelException>().With.Message.Contains("Unary").And.Message.Contains("cpu"));
-        Assert.That(() => _device.Axpby(mine, wide, 4, 1, 1), Throws.TypeOf<KernelException>().With.Message.Contains("mixed dtypes"));
+        Assert.That(() => Fused<IOptimizerKernels>(_device).Axpby(mine, wide, 4, 1, 1), Throws.TypeOf<KernelException>().With.Message.Contains("mixed dtypes"));
         Assert.That(() => _device.Affine(mine, mine, 5, 1, 0), Throws.TypeOf<KernelException>().With.Message.Contains("count 5"));
         Assert.That(() => _device.Binary(BinaryOp.Add, mine, [1, 4], mine, [4, 1], mine, [4, 4]), Throws.TypeOf<KernelException>().With.Message.Contains("Binary"));
         Assert.That(() => _device.Gemm(false, false, 2, 2, 2, 1, 1, mine, 0, 2, mine, 0, 0, 0, mine, 0, 4), Throws.TypeOf<KernelException>().With.Message.Contains("C:"));
@@ -489,19 +469,19 @@ public abstract class BackendParityTests
         var dy = Round(RandomArray(28, (int)s.OutputLength, -1, 1), dtype);
         int spatial = s.OutH * s.OutW;
 
-        var (dev, cpu) = Run(dtype, [x, w, bias], [s.OutputLength], (b, v) => b.Conv2dForward(s, v[0], v[1], v[2], v[3]), tiled: true);
-        var bound = AbsolutePass(s, x, w, s.OutputLength, (b, sh, p, q, r) => b.Conv2dForward(sh, p, q, null, r));
+        var (dev, cpu) = Run(dtype, [x, w, bias], [s.OutputLength], (b, v) => Fused<IConvolutionKernels>(b).Conv2dForward(s, v[0], v[1], v[2], v[3]), tiled: true);
+        var bound = AbsolutePass(s, x, w, s.OutputLength, (b, sh, p, q, r) => Fused<IConvolutionKernels>(b).Conv2dForward(sh, p, q, null, r));
         int depth = s.Cin * s.KH * s.KW;
         AssertClose("conv y", dev[3], cpu[3], i => 2 * (depth + 1) * u * (bound[i] + Math.Abs(bias[i / spatial % s.Cout])));
-        (dev, cpu) = Run(dtype, [x, w], [s.OutputLength], (b, v) => b.Conv2dForward(s, v[0], v[1], null, v[2]), tiled: true);
+        (dev, cpu) = Run(dtype, [x, w], [s.OutputLength], (b, v) => Fused<IConvolutionKernels>(b).Conv2dForward(s, v[0], v[1], null, v[2]), tiled: true);
         AssertClose("conv y without bias", dev[2], cpu[2], i => 2 * depth * u * bound[i]);
 
-        (dev, cpu) = Run(dtype, [dy, w], [s.InputLength], (b, v) => b.Conv2dBackwardInput(s, v[0], v[1], v[2]), tiled: true);
-        bound = AbsolutePass(s, dy, w, s.InputLength, (b, sh, p, q, r) => b.Conv2dBackwardInput(sh, p, q, r));
+        (dev, cpu) = Run(dtype, [dy, w], [s.InputLength], (b, v) => Fused<IConvolutionKernels>(b).Conv2dBackwardInput(s, v[0], v[1], v[2]), tiled: true);
+        bound = AbsolutePass(s, dy, w, s.InputLength, (b, sh, p, q, r) => Fused<IConvolutionKernels>(b).Conv2dBackwardInput(sh, p, q, r));
         AssertClose("conv dx", dev[2], cpu[2], i => 2 * s.Cout * s.KH * s.KW * u * bound[i]);
 
-        (dev, cpu) = Run(dtype, [x, dy], [s.WeightLength, s.Cout], (b, v) => b.Conv2dBackwardWeight(s, v[0], v[1], v[2], v[3]), tiled: true);
-        bound = AbsolutePass(s, x, dy, s.WeightLength, (b, sh, p, q, r) => b.Conv2dBackwardWeight(sh, p, q, r, null));
+        (dev, cpu) = Run(dtype, [x, dy], [s.WeightLength, s.Cout], (b, v) => Fused<IConvolutionKernels>(b).Conv2dBackwardWeight(s, v[0], v[1], v[2], v[3]), tiled: true);
+        bound = AbsolutePass(s, x, dy, s.WeightLength, (b, sh, p, q, r) => Fused<IConvolutionKernels>(b).Conv2dBackwardWeight(sh, p, q, r, null));
         int batchDepth = s.N * spatial;
         AssertClose("conv dw", dev[2], cpu[2], i => 2 * batchDepth * u * bound[i]);
         AssertClose("conv db", dev[3], cpu[3], c =>
@@ -525,14 +505,14 @@ public abstract class BackendParityTests
         var beta = Round(RandomArray(31, c, -0.5, 0.5), dtype);
         var dy = Round(RandomArray(32, n * c * spatial, -1, 1), dtype);
         var (dev, cpu) = Run(dtype, [x, gamma, beta], [x.Length, n * groups, n * groups],
-            (b, v) => b.GroupNormForward(n, c, spatial, groups, 1e-5, v[0], v[1], v[2], v[3], v[4], v[5], fuseSilu), tiled: true);
+            (b, v) => Fused<IGroupNormKernels>(b).GroupNormForward(n, c, spatial, groups, 1e-5, v[0], v[1], v[2], v[3], v[4], v[5], fuseSilu), tiled: true);
         AssertRelative("y", dev[3], cpu[3], dtype);
         AssertRelative("mean", dev[4], cpu[4], dtype);
         AssertRelative("rstd", dev[5], cpu[5], dtype);
         var mean = cpu[4];
         var rstd = cpu[5];
         (dev, cpu) = Run(dtype, [x, gamma, beta, mean, rstd, dy], [x.Length, c, c],
-            (b, v) => b.GroupNormBackward(n, c, spatial, groups, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], fuseSilu), tiled: true);
+            (b, v) => Fused<IGroupNormKernels>(b).GroupNormBackward(n, c, spatial, groups, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], fuseSilu), tiled: true);
         AssertRelative("dx", dev[6], cpu[6], dtype);
         AssertRelative("dgamma", dev[7], cpu[7], dtype);
         AssertRelative("dbeta", dev[8], cpu[8], dtype);
@@ -544,14 +524,14 @@ public abstract class BackendParityTests
         const int n = 2, c = 3, h = 4, w = 6;
         var x = Round(RandomArray(33, n * c * h * w, -1, 1), dtype);
         var up = Round(RandomArray(34, n * c * 4 * h * w, -1, 1), dtype);
-        var (dev, cpu) = Run(dtype, [x], [up.Length], (b, v) => b.UpsampleNearest2x(n, c, h, w, v[0], v[1]), tiled: true);
+        var (dev, cpu) = Run(dtype, [x], [up.Length], (b, v) => Fused<IResampleKernels>(b).UpsampleNearest2x(n, c, h, w, v[0], v[1]), tiled: true);
         AssertExact("upsample", dev[1], cpu[1]);
-        (dev, cpu) = Run(dtype, [up], [x.Length], (b, v) => b.UpsampleNearest2xBackward(n, c, h, w, v[0], v[1]), tiled: true);
+        (dev, cpu) = Run(dtype, [up], [x.Length], (b, v) => Fused<IResampleKernels>(b).UpsampleNearest2xBackward(n, c, h, w, v[0], v[1]), tiled: true);
         AssertRelative("upsample backward", dev[1], cpu[1], dtype);
-        (dev, cpu) = Run(dtype, [x], [x.Length / 4], (b, v) => b.AvgPool2d(n, c, h, w, 2, v[0], v[1]), tiled: true);
+        (dev, cpu) = Run(dtype, [x], [x.Length / 4], (b, v) => Fused<IResampleKernels>(b).AvgPool2d(n, c, h, w, 2, v[0], v[1]), tiled: true);
         AssertRelative("avgpool", dev[1], cpu[1], dtype);
         var pooled = Round(RandomArray(35, x.Length / 4, -1, 1), dtype);
-        (dev, cpu) = Run(dtype, [pooled], [x.Length], (b, v) => b.AvgPool2dBackward(n, c, h, w, 2, v[0], v[1]), tiled: true);
+        (dev, cpu) = Run(dtype, [pooled], [x.Length], (b, v) => Fused<IResampleKernels>(b).AvgPool2dBackward(n, c, h, w, 2, v[0], v[1]), tiled: true);
         AssertRelative("avgpool backward", dev[1], cpu[1], dtype);
     }
 
@@ -565,13 +545,13 @@ public abstract class BackendParityTests
         var k = Round(RandomArray(37, len, -1, 1), dtype);
         var v = Round(RandomArray(38, len, -1, 1), dtype);
         var dO = Round(RandomArray(39, len, -1, 1), dtype);
-        var (dev, cpu) = Run(dtype, [q, k, v], [len, batch * tokens], (b, x) => b.AttentionForward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4]), tiled: true);
+        var (dev, cpu) = Run(dtype, [q, k, v], [len, batch * tokens], (b, x) => Fused<IAttentionKernels>(b).AttentionForward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4]), tiled: true);
         AssertRelative("o", dev[3], cpu[3], dtype);
         AssertRelative("lse", dev[4], cpu[4], dtype);
         var o = cpu[3];
         var lse = cpu[4];
         (dev, cpu) = Run(dtype, [q, k, v, o, lse, dO], [len, len, len],
-            (b, x) => b.AttentionBackward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8]), tiled: true);
+            (b, x) => Fused<IAttentionKernels>(b).AttentionBackward(batch, tokens, dim, scale, x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8]), tiled: true);
         AssertRelative("dq", dev[6], cpu[6], dtype);
         AssertRelative("dk", dev[7], cpu[7], dtype);
         AssertRelative("dv", dev[8], cpu[8], dtype);

@@ -84,7 +84,7 @@ public sealed class IlgpuPtxTests
                 $"{method.DeclaringType!.Name}.{method.Name} is marked [IlgpuKernel] but no instantiation satisfies its constraints");
         // Each elementwise op struct reaches its kernel for both element types (the registry finds them by their interfaces).
         foreach (var name in new[] { "ElementwiseIlgpu.Map<Single, ExpOp<Single>>", "ElementwiseIlgpu.Map<Double, SoftplusOp<Double>>",
-                     "ElementwiseIlgpu.ZipStrided<Single, MaxOp<Single>>", "ElementwiseIlgpu.Zip3<Double, SamplerUpdateOp<Double>>",
+                     "ElementwiseIlgpu.ZipStrided<Single, MaxOp<Single>>", "ElementwiseIlgpu.Zip3<Double, WhereOp<Double>>",
                      "ReduceIlgpu.ReduceRows<Single, SumOp<Single>>", "PhiloxIlgpu.Fill<Double, DoubleFromSingle>" })
             Assert.That(specs.Select(s => s.Name), Does.Contain(name));
         Assert.That(specs.Select(s => s.Name), Does.Not.Contain("PhiloxIlgpu.Fill<Single, DoubleFromSingle>"), "constraints must exclude mismatched conversions");

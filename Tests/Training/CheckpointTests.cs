@@ -23,7 +23,6 @@ public sealed class CheckpointTests
 {
     private const int Batch = 16;
     private static readonly DdpmSchedule Schedule = DdpmSchedule.Linear(50);
-    private static readonly byte[] PngSignature = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
 
     private string directory = "";
 
@@ -118,7 +117,6 @@ public sealed class CheckpointTests
         Assert.That(rows.Select(r => r.Loss), Is.EqualTo(straight.Losses));
         Assert.That(rows.Select(r => r.LearningRate), Is.EqualTo(Enumerable.Range(1, steps).Select(s => straight.LearningRateAt(s))));
         Assert.That(rows.All(r => r.StepsPerSecond > 0));
-        Assert.That(File.ReadAllBytes(resumed.LossPlotPath!)[..8], Is.EqualTo(PngSignature), "loss plot");
     }
 
     [Test]

@@ -138,12 +138,24 @@ public static class Checkpoint
     /// </summary>
     /// <returns>The step, a generator continuing the saved stream, the settings and the loss history.</returns>
     /// <exception cref="SafeTensorsException">The file is not valid safetensors.</exception>
-    /// <exception cref="CheckpointException">A tensor is missing, extra, or of another shape or dtype; nothing was changed.</exception>
-    public static CheckpointInfo Load(string path, Module model, Optimizer optimizer, Ema? ema)
+    /// <param name="path">The checkpoint file.</param>
+    /// <param name="model">The live model.</param>
+    /// <param name="optimizer">The live optimizer.</param>
+    /// <param name="ema">The live EMA, or null.</param>
+    /// <param name="requiredSettings">Metadata entries the checkpoint must hold with exactly these values (the settings that
+    /// shape a run, which a resumed run must share with the saved one), or null.</param>
+    /// <exception cref="CheckpointException">A tensor is missing, extra, of another shape or dtype, or not finite, or a
+    /// required setting differs; nothing was changed.</exception>
+    public static CheckpointInfo Load(string path, Module model, Optimizer optimizer, Ema? ema, IReadOnlyDictionary<string, string>? requiredSettings = null)
     {
         var file = SafeTensors.Load(path);
         var problems = new List<string>();
         CheckFormat(file, problems);
+        foreach (var (key, value) in requiredSettings ?? new Dictionary<string, string>())
+        {
+            if (!file.Metadata.TryGetValue(key, out var saved)) problems.Add($"metadata '{key}' is missing (this run has '{value}')");
+            else if (saved != value) problems.Add($"metadata '{key}' is '{saved}', this run has '{value}' (a resumed run keeps the settings it started with)");
+        }
         var named = model.NamedParameters().ToList();
         CheckEmaTracksModel(ema, named);
 
@@ -171,6 +183,8 @@ public static class Checkpoint
                 ? $"tensor '{name}' has no parameter '{name[ModelPrefix.Length..]}' in the model"
                 : $"tensor '{name}' has no counterpart in the model, EMA or optimizer");
         }
+        if (problems.Count == 0)
+            foreach (var (name, _) in expected) CheckFinite(file, name, problems);
         if (problems.Count > 0) throw new CheckpointException(path, problems);
 
         foreach (var (name, live) in named.Select(n => (ModelPrefix + n.Name, n.Tensor))) Restore(file.Tensors[name], live);
@@ -203,9 +217,53 @@ public static class Checkpoint
         var known = named.Select(n => prefix + n.Name).ToHashSet(StringComparer.Ordinal);
         foreach (string name in file.Names.Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && !known.Contains(n)))
             problems.Add($"tensor '{name}' has no parameter '{name[prefix.Length..]}' in the model");
+        if (problems.Count == 0)
+            foreach (var (name, _) in named) CheckFinite(file, prefix + name, problems);
         if (problems.Count > 0) throw new CheckpointException(path, problems);
         foreach (var (name, p) in named) Restore(file.Tensors[prefix + name], p);
         return Config(file);
+    }
+
+    /// <summary>
+    /// Saves the weights of <paramref name="model"/> alone ("model.&lt;name&gt;", no optimizer or EMA state) with
+    /// <paramref name="config"/> as metadata, atomically; <see cref="LoadWeights"/> reads them back.
+    /// </summary>
+    public static void SaveWeights(string path, Module model, IReadOnlyDictionary<string, string> config)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        var tensors = model.NamedParameters().Select(n => new KeyValuePair<string, SafeTensor>(ModelPrefix + n.Name, SafeTensor.FromTensor(n.Tensor))).ToList();
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal) { [FormatKey] = FormatVersion };
+        foreach (var (key, value) in config)
+        {
+            if (key.StartsWith(ReservedMetadataPrefix, StringComparison.Ordinal))
+                throw new ArgumentException($"Checkpoint: config key '{key}' uses the reserved prefix '{ReservedMetadataPrefix}'", nameof(config));
+            metadata[key] = value;
+        }
+        SafeTensors.WriteAtomically(path, stream => SafeTensors.Write(stream, tensors, metadata));
+    }
+
+    /// <summary>True when the checkpoint holds EMA weights ("ema.*" tensors).</summary>
+    public static bool HasEma(SafeTensorsFile file) => file.Names.Any(n => n.StartsWith(EmaPrefix, StringComparison.Ordinal));
+
+    // A NaN or infinite weight would only show up much later, as NaN samples or a crash in a metric; name it at load.
+    private static void CheckFinite(SafeTensorsFile file, string name, List<string> problems)
+    {
+        var t = file.Tensors[name];
+        long bad = 0, first = -1;
+        if (t.DType == SafeTensorsDType.F32)
+        {
+            var values = t.ToFloatArray();
+            for (int i = 0; i < values.Length; i++)
+                if (!float.IsFinite(values[i]) && bad++ == 0) first = i;
+        }
+        else if (t.DType == SafeTensorsDType.F64)
+        {
+            var values = t.ToDoubleArray();
+            for (int i = 0; i < values.Length; i++)
+                if (!double.IsFinite(values[i]) && bad++ == 0) first = i;
+        }
+        if (bad > 0) problems.Add($"tensor '{name}' has {bad} non-finite value{(bad == 1 ? "" : "s")} (the first at flat index {first})");
     }
 
     private static void CheckFormat(SafeTensorsFile file, List<string> problems)

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
-using DiffusionCore.Training.Plotting;
+using DiffusionCore.Engine.Serialization;
 
 namespace DiffusionCore.Training.Data;
 
@@ -104,7 +104,7 @@ public static class Idx
 
     /// <summary>Writes an images file atomically (creating the directory), gzip-compressed when <paramref name="gzip"/>.</summary>
     public static void WriteImages(string path, IdxImages images, bool gzip) =>
-        AtomicFile.Write(path, stream => WriteImages(stream, images, gzip));
+        SafeTensors.WriteAtomically(path, stream => WriteImages(stream, images, gzip));
 
     /// <summary>Writes an images file to <paramref name="stream"/> (left open), gzip-compressed when <paramref name="gzip"/>.</summary>
     public static void WriteImages(Stream stream, IdxImages images, bool gzip)
@@ -115,7 +115,7 @@ public static class Idx
 
     /// <summary>Writes a labels file atomically (creating the directory), gzip-compressed when <paramref name="gzip"/>.</summary>
     public static void WriteLabels(string path, byte[] labels, bool gzip) =>
-        AtomicFile.Write(path, stream => WriteLabels(stream, labels, gzip));
+        SafeTensors.WriteAtomically(path, stream => WriteLabels(stream, labels, gzip));
 
     /// <summary>Writes a labels file to <paramref name="stream"/> (left open), gzip-compressed when <paramref name="gzip"/>.</summary>
     public static void WriteLabels(Stream stream, byte[] labels, bool gzip)
