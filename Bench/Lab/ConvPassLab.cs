@@ -6,7 +6,7 @@ namespace DiffusionCore.Bench.Lab;
 
 /// <summary>
 /// Every convolution algorithm on every pass of K3, K4 and the other U-Net convolution shapes, one thread, by thread
-/// CPU time: the variants of one shape and pass interleaved repetition by repetition, each validated against the
+/// CPU time (threads=N: N threads by the wall clock, only meaningful on a quiet machine): the variants of one shape and pass interleaved repetition by repetition, each validated against the
 /// others' results first. GFLOP/s counts 2 N Cout OutH OutW Cin KH KW per pass (BENCHMARKS.md), so a Winograd
 /// figure is the direct-convolution work it replaces per second, and can exceed the FMA ceiling.
 /// </summary>
@@ -26,20 +26,22 @@ internal static class ConvPassLab
 
     public static int Run(string[] args)
     {
-        int reps = 9;
+        int reps = 9, threads = 1;
         var names = new List<string>();
         foreach (var a in args)
         {
             if (a.StartsWith("reps=", StringComparison.Ordinal)) reps = int.Parse(a[5..], CultureInfo.InvariantCulture);
             else if (a.StartsWith("cfg=", StringComparison.Ordinal)) s_configs.Add(a[4..]);
+            else if (a.StartsWith("threads=", StringComparison.Ordinal)) threads = int.Parse(a[8..], CultureInfo.InvariantCulture);
             else names.Add(a);
         }
         if (s_configs.Count == 0) s_configs.Add("");
         int saved = CpuParallel.Threads;
-        CpuParallel.Threads = 1;
+        CpuParallel.Threads = threads;
+        s_wallClock = threads > 1 || !ThreadClock.IsThreadTime;
         try
         {
-            Console.WriteLine($"conv passes, one thread, {(ThreadClock.IsThreadTime ? "thread CPU time" : "wall clock")}, median and best of {reps}; "
+            Console.WriteLine($"conv passes, {threads} thread(s), {(s_wallClock ? "wall clock" : "thread CPU time")}, median and best of {reps}; "
                               + "GFLOP/s of the direct-convolution count; FMA ceiling about 100 GFLOP/s per core here (Zen 3)");
             foreach (var (name, shape) in Workloads)
                 if (names.Count == 0 || names.Contains(name))
@@ -55,6 +57,11 @@ internal static class ConvPassLab
     /// <summary>Tuning configurations compared interleaved: comma-separated name=value settings of internal knobs.</summary>
     private static readonly List<string> s_configs = [];
 
+    /// <summary>Wall-clock timing: with more than one thread the calling thread's CPU time misses the others'.</summary>
+    private static bool s_wallClock;
+
+    private static double Now() => s_wallClock ? System.Diagnostics.Stopwatch.GetTimestamp() / (double)System.Diagnostics.Stopwatch.Frequency : ThreadClock.Seconds();
+
     private static void Apply(string config)
     {
         foreach (var setting in config.Split(',', StringSplitOptions.RemoveEmptyEntries))
@@ -65,6 +72,7 @@ internal static class ConvPassLab
                 case "strip": ProductPlan.StripTiles = value; break;
                 case "slice": ProductPlan.SliceFloats = value; break;
                 case "wstrip": ConvWinogradCpu.StripFloats = value; break;
+                case "batch": ReductionPlan.BatchPixels = value; break;
                 default: throw new ArgumentException($"lab conv: unknown setting {name}");
             }
         }
@@ -110,9 +118,9 @@ internal static class ConvPassLab
             {
                 for (int i = 0; i < algorithms.Length; i++)
                 {
-                    double t0 = ThreadClock.Seconds();
+                    double t0 = Now();
                     Call(i);
-                    times[i].Add(ThreadClock.Seconds() - t0);
+                    times[i].Add(Now() - t0);
                 }
             }
             for (int i = 0; i < algorithms.Length; i++)

@@ -533,8 +533,11 @@ internal sealed unsafe class ProductPlan
 /// </summary>
 internal sealed unsafe class ReductionPlan
 {
-    /// <summary>Pixels (images x output pixels) wanted per reduction.</summary>
-    private const int BatchPixels = 256;
+    /// <summary>
+    /// Pixels (images x output pixels) wanted per reduction. A tuning knob read on every call, set only by the conv
+    /// kernel lab (<c>cfg=batch=N</c>).
+    /// </summary>
+    internal static int BatchPixels = 256;
 
     /// <summary>Most floats of a thread's batch of grids (4 MiB).</summary>
     private const int BatchGridFloats = 1 << 20;
