@@ -18,6 +18,7 @@ public static class Program
     public static int Main(string[] args)
     {
         if (args is [FlowMemory.Mode]) return FlowMemory.Run();
+        if (args is ["lab", .. var lab]) return Lab.ConvLab.Run(lab);
         // Patch and load libtorch before BenchmarkDotNet touches any benchmark type (see LibTorchPeer.Initialise).
         string torch = LibTorchPeer.Initialise();
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create()).ToList();
