@@ -279,7 +279,8 @@ public sealed class GaussianMixture
         {
             var difference = new double[d].AsSpan();
             var whitened = new double[kCount * d];
-            Span<double> logits = stackalloc double[kCount];
+            // On the stack only while it is small: a mixture of many components must not overflow a worker's stack.
+            Span<double> logits = kCount <= 256 ? stackalloc double[kCount] : new double[kCount];
             for (long row = start; row < end; row++)
             {
                 var point = points.AsSpan((int)row * d, d);
